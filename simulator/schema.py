@@ -1,0 +1,84 @@
+"""Arrow schemas of every file a simulation writes (the contract with `lsvcr data`, `abtest`).
+
+A run directory holds:
+
+* ``videos.parquet``   — VIDEOS     (observable catalogue)
+* ``comments.parquet`` — COMMENTS   (every comment at the end of the run, posted ones included)
+* ``users.parquet``    — USERS      (observable user features)
+* ``events.parquet``   — EVENTS     (one row per event; ``events/`` partitions for sharded runs)
+* ``truth/``           — latent state no model may read: ``topics.json``, ``video_truth.parquet``,
+  ``comment_truth.parquet``, ``user_truth.parquet``
+* ``manifest.json``, ``summary.json``
+
+Ids are int64. Comments posted during a run get ``comment_id = POSTED_COMMENT_BASE +
+user_id * POSTS_PER_USER + k`` (k-th post of that user), so ids never depend on sharding.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+POSTED_COMMENT_BASE = 1 << 40
+POSTS_PER_USER = 1 << 16
+
+EVENT_TYPES = (
+    "session_start",
+    "impression",
+    "play",
+    "comment_open",
+    "comment_impression",
+    "comment_read",
+    "comment_like",
+    "comment_post",
+    "session_end",
+)
+PERIODS = ("pre", "experiment")
+
+EVENTS = pa.schema(
+    [
+        pa.field("ts", pa.float64(), nullable=False),  # simulated seconds since run start
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("session_id", pa.int64(), nullable=False),  # user_id * 2**20 + k-th session
+        pa.field("period", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("variant", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("event", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("video_id", pa.int64()),  # null on session rows
+        pa.field("comment_id", pa.int64()),  # null where no comment
+        pa.field("position", pa.int32()),  # slot in the video slate / comment slate; null on session rows
+        # P(logging policy shows this item at this position); copied from the impression to the
+        # play / comment rows of the same item; null on session rows.
+        pa.field("propensity", pa.float64()),
+        # P(logging policy shows exactly this prefix of the slate, through this position).
+        pa.field("prefix_propensity", pa.float64()),
+        # play: watch seconds; comment_read: read seconds; comment_open: seconds in the section;
+        # session_end: session seconds; otherwise 0.
+        pa.field("value", pa.float64(), nullable=False),
+    ]
+)
+
+VIDEOS = pa.schema(
+    [
+        pa.field("video_id", pa.int64(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("creator_id", pa.int64(), nullable=False),
+        pa.field("n_comments", pa.int64(), nullable=False),  # at world creation
+    ]
+)
+
+COMMENTS = pa.schema(
+    [
+        pa.field("comment_id", pa.int64(), nullable=False),
+        pa.field("video_id", pa.int64(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("created_ts", pa.float64(), nullable=False),  # < 0: before the run
+        pa.field("author_id", pa.int64()),  # null for comments that predate the run
+        pa.field("like_count", pa.int64(), nullable=False),  # at the end of the run
+    ]
+)
+
+USERS = pa.schema(
+    [
+        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("activity_segment", pa.string(), nullable=False),  # low | mid | high (observable)
+    ]
+)
