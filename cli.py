@@ -57,7 +57,336 @@ def handles_input_errors(fn):
 # --------------------------------------------------------------------------------------------
 # lsvcr simulate
 # --------------------------------------------------------------------------------------------
-# (added by the simulator)
+def _simulation_config(config_file, **overrides):
+    from simulator import SimConfig
+
+    base = SimConfig.from_toml(config_file) if config_file else SimConfig()
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _run_simulation(config, out: Path, policy: str, explore, temperature, shard, quiet: bool) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.run import simulate
+
+    with Progress(
+        TextColumn("simulating"), BarColumn(), TextColumn("day {task.completed:.1f}/{task.total:g}"),
+        TimeElapsedColumn(), console=err_console, disable=quiet, transient=True,
+    ) as bar:
+        task = bar.add_task("sim", total=config.days)
+        return simulate(config, out, policy, explore, temperature, shard,
+                        progress=lambda days: bar.update(task, completed=days))
+
+
+def render_simulation_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"calibration — policy {summary['policy']}, {summary['users']} users, "
+                        f"{summary['events']:,} events", title_justify="left")
+    for col in ("metric", "value", "target", "within ±30%"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for row in summary["calibration"]:
+        ok = row["within_30pct"]
+        mark = "–" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")
+        target = "–" if row["target"] is None else f"{row['target']:g}"
+        table.add_row(row["metric"], f"{row['value']:.4f}", target, mark)
+    console.print(table)
+    console.print(
+        f"per user: video watch {summary['video_watch_s_per_user']:.1f} s, comment watch "
+        f"{summary['comment_watch_s_per_user']:.1f} s, {summary['sessions_per_user']:.2f} sessions "
+        f"({summary['wall_s']:.1f} s wall, {summary['events'] / max(summary['wall_s'], 1e-9):,.0f} events/s)"
+    )
+
+
+@app.command()
+@handles_input_errors
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Run directory to create (must not exist or be empty)."),
+    users: Optional[int] = typer.Option(None, "--users", help="Simulated users [default 2000]."),
+    videos: Optional[int] = typer.Option(None, "--videos", help="Videos in the catalogue [default 1000]."),
+    days: Optional[int] = typer.Option(None, "--days", help="Simulated days [default 2]."),
+    policy: str = typer.Option("popularity", "--policy", help="random | popularity | oracle (ranks by the latent truth: the ceiling)."),
+    explore: Optional[float] = typer.Option(None, "--explore", metavar="EPS", help="ε-exploration: with probability EPS show a uniformly random slate (logs exact propensities)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", metavar="T", help="Sample slates from softmax(score/T) (Plackett–Luce; logs exact propensities)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the world and every user's random streams [default 0]."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML with [world], [behaviour], [run] tables overriding any field of simulator.config."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="i/n", help="Simulate users with user_id % n == i; shards exchange daily world deltas through OUT/_exchange."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Simulate a short-video platform with comment sections and write a run directory.
+
+    Writes videos/comments/users.parquet, truth/ (latent state), events.parquet (one row per
+    impression, play, comment open/read/like/post, session start/end, with propensities),
+    manifest.json and summary.json, then prints the calibration table.
+
+    Example: lsvcr simulate --out runs/sim --users 2000 --days 2 --policy popularity --explore 0.1
+    """
+    from simulator.run import parse_shard
+
+    if policy not in ("random", "popularity", "oracle"):
+        fail(f"unknown policy {policy!r}: choose one of random, popularity, oracle")
+    cfg = _simulation_config(config, n_users=users, n_videos=videos, days=days, seed=seed)
+    summary = _run_simulation(cfg, out, policy, explore, temperature, parse_shard(shard), quiet)
+    render_simulation_summary(summary)
+    console.print(f"wrote {out}")
+
+
+@app.command()
+@handles_input_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for every artifact of the demo."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller world for a fast look."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Run the pipeline on the embedded default world (for now: a default simulation and its calibration)."""
+    import shutil
+
+    cfg = _simulation_config(None, seed=seed, **({"n_users": 300, "days": 1} if quick else {}))
+    target = out / "simulation"
+    staging = out / ".simulation.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    summary = _run_simulation(cfg, staging, "popularity", None, None, None, quiet=False)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    render_simulation_summary(summary)
+    console.print(f"wrote {target}")
+
+
+# --------------------------------------------------------------------------------------------
+# lsvcr data build | import-recbole, lsvcr train, lsvcr evaluate (the recommender)
+# --------------------------------------------------------------------------------------------
+def render_dataset_stats(ds, out: Path) -> None:
+    from rich.table import Table
+
+    stats = ds.stats()
+    inter = ds.meta.get("interactions")
+    if isinstance(inter, dict):
+        stats.update({f"interactions.{k}": v for k, v in inter.items()})
+    elif inter is not None:
+        stats["interactions"] = inter
+    table = Table(title=f"dataset {out}", title_justify="left")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for k, v in stats.items():
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else f"{v:g}")
+    console.print(table)
+
+
+@data_app.command("build")
+@handles_input_errors
+def data_build(
+    run_dir: Path = typer.Argument(..., help="A simulation run directory (lsvcr simulate --out)."),
+    out: Path = typer.Option(..., "--out", help="Dataset directory to write (official LSVCR layout)."),
+    long_play_fraction: float = typer.Option(0.8, "--long-play-fraction", help="A play is positive when watch seconds >= this fraction of the duration."),
+    long_read_s: float = typer.Option(2.5, "--long-read-s", help="A comment read of at least this many seconds is an interaction."),
+    history_len: int = typer.Option(50, "--history-len", help="Most recent history entries kept per example."),
+) -> None:
+    """Build the dataset (photo.json, comment.json, rec.*.json, comm_rank.*.json, id lists) from a
+    simulation's event log, with leave-last-out splits, and print its statistics.
+
+    Example: lsvcr data build runs/sim --out runs/data
+    """
+    from lsvcr.data.build import BuildConfig, build_dataset
+    from lsvcr.data.layout import write_dataset
+
+    ds = build_dataset(run_dir, BuildConfig(long_play_fraction, long_read_s, history_len))
+    write_dataset(ds, out)
+    render_dataset_stats(ds, out)
+    console.print(f"wrote {out}")
+
+
+@data_app.command("import-recbole")
+@handles_input_errors
+def data_import_recbole(
+    inter: Path = typer.Argument(..., help="RecBole NAME.inter file, or a directory with NAME.inter and NAME.item."),
+    out: Path = typer.Option(..., "--out", help="Dataset directory to write."),
+    item: Optional[Path] = typer.Option(None, "--item", help="The .item file [default: beside the .inter]."),
+    title_field: Optional[str] = typer.Option(None, "--title-field", help="Item field holding the title [default: the first field named *title*]."),
+    history_len: int = typer.Option(50, "--history-len"),
+) -> None:
+    """Import RecBole atomic files as a video-only dataset (leave-one-out by timestamp).
+
+    Example: lsvcr data import-recbole ml-100k/ --out runs/ml100k
+    """
+    from lsvcr.data.layout import write_dataset
+    from lsvcr.data.recbole import import_recbole
+
+    ds = import_recbole(inter, item, title_field, history_len)
+    write_dataset(ds, out)
+    render_dataset_stats(ds, out)
+    console.print(f"wrote {out}")
+
+
+def render_metrics(result: dict) -> None:
+    from rich.table import Table
+
+    from lsvcr.metrics import METRICS
+
+    table = Table(title=f"{result['model']} — {result['protocol']}, {result['split']} split", title_justify="left")
+    table.add_column("task")
+    table.add_column("n", justify="right")
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    for task, r in result["tasks"].items():
+        name = task + (f" ({result['fallback'][task]})" if task in result.get("fallback", {}) else "")
+        table.add_row(name, str(r["n"]), *[f"{r[m]:.4f}" if m in r else "–" for m in METRICS])
+    console.print(table)
+
+
+@app.command()
+@handles_input_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset directory (official LSVCR layout)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    model: str = typer.Option("lsvcr", "--model", help="lsvcr | sasrec (the control: video ids only)."),
+    task: str = typer.Option("video", "--task", help="video | comment | both (sasrec: video)."),
+    stage: str = typer.Option("finetune", "--stage", help="finetune (stage 2 on frozen text embeddings)."),
+    epochs: int = typer.Option(50, "--epochs", help="At most this many epochs (early stopping on val NDCG@5, patience 5)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="[default 512 samples for lsvcr, 256 user windows for sasrec]"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read the original code's pickled id lists (pickle can run code)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train a recommender: LSVCR stage-2 fine-tuning or the SASRec control.
+
+    Example: lsvcr train --data runs/data --out runs/model-video --model lsvcr --task video
+    """
+    from dataclasses import replace
+
+    from lsvcr.config import FinetuneConfig
+    from lsvcr.train import train_model
+
+    if stage != "finetune":
+        fail(f"--stage {stage!r} is not available yet (only finetune)")
+    cfg = FinetuneConfig(model=model, task=task, epochs=epochs, device=device, seed=seed, threads=threads)
+    if batch_size is not None:
+        cfg = replace(cfg, batch_size=batch_size, sasrec_batch_size=batch_size)
+    metrics = train_model(data, out, cfg, None if quiet else err_console, allow_pickle)
+    tr = metrics["train"]
+    console.print(f"best epoch {tr['best_epoch']} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
+                  f"{tr['train_seconds']:.1f} s training, {tr['targets_per_s']:,.0f} targets/s")
+    render_metrics(metrics["test_sampled100"])
+    console.print(f"wrote {out}")
+
+
+@app.command()
+@handles_input_errors
+def evaluate(
+    model: str = typer.Option(..., "--model", help="A model directory, or 'popularity' (the baseline)."),
+    data: Path = typer.Option(..., "--data", help="Dataset directory."),
+    protocol: str = typer.Option("sampled100", "--protocol", help="sampled100 (paper) | full (every video / every comment of the video)."),
+    split: str = typer.Option("test", "--split", help="train | val | test"),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampled candidates."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle"),
+) -> None:
+    """Recall@1/5/10, NDCG@5/10, MRR@5/10 on the video and comment tasks.
+
+    A model trained for one task ranks the other by popularity (as the control does for comments).
+
+    Example: lsvcr evaluate --model runs/model-video --data runs/data --protocol full --format json
+    """
+    import json
+
+    from lsvcr.evaluate import EvalConfig
+    from lsvcr.train import evaluate_model
+
+    if fmt not in ("table", "json"):
+        fail(f"--format must be table or json, got {fmt!r}")
+    if model != "popularity" and not Path(model).is_dir():
+        fail(f"--model {model!r} is neither a model directory nor 'popularity'")
+    result = evaluate_model(model, data, EvalConfig(protocol=protocol, split=split, seed=seed), allow_pickle)
+    if fmt == "json":
+        print(json.dumps(result, indent=2))
+    else:
+        render_metrics(result)
+
+
+# --------------------------------------------------------------------------------------------
+# lsvcr abtest report | power (experiment analysis)
+# --------------------------------------------------------------------------------------------
+@abtest_app.command("report")
+@handles_input_errors
+def abtest_report(
+    input: Path = typer.Argument(..., metavar="INPUT", help="An A/B run dir (events.parquet or events/, assignment.parquet) or a per-unit table (.parquet or .csv)."),
+    unit_col: str = typer.Option("user_id", "--unit-col", help="Unit (randomisation) id column of a per-unit table."),
+    variant_col: str = typer.Option("variant", "--variant-col", help="Variant column of a per-unit table."),
+    control: str = typer.Option("control", "--control", metavar="NAME", help="The control variant; every other arm is compared with it."),
+    metric: list[str] = typer.Option([], "--metric", metavar="COL", help="A mean/proportion metric column (repeatable). Run dir: a standard metric name; default all, comment watch time first."),
+    ratio: list[str] = typer.Option([], "--ratio", metavar="NAME=NUM_COL/DEN_COL", help="A ratio metric: sum(NUM)/sum(DEN) per arm, delta method (repeatable)."),
+    covariate: list[str] = typer.Option([], "--covariate", metavar="METRIC=PRE_COL", help="CUPED covariate of a metric; METRIC=PRE_NUM/PRE_DEN for a ratio (repeatable). Run dirs attach pre-period covariates themselves."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level; intervals are 1 - alpha."),
+    correction: str = typer.Option("holm", "--correction", help="Multiple-testing correction: holm | bh | none."),
+    scope: str = typer.Option("global", "--scope", help="Family for the correction: global | variant | metric."),
+    sequential: bool = typer.Option(False, "--sequential", help="Always-valid p-values and intervals (mSPRT; asymptotic confidence sequence in the extras)."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="NAME=W,...", help="Designed split for the SRM check, e.g. control=50,treatment=50 [default: equal]."),
+    srm_alpha: float = typer.Option(0.001, "--srm-alpha", help="Alpha of the sample-ratio-mismatch check."),
+    winsorize: Optional[float] = typer.Option(None, "--winsorize", metavar="Q", help="Cap mean metrics at their pooled Q quantile (e.g. 0.99)."),
+    mann_whitney: bool = typer.Option(False, "--mann-whitney", help="Add Mann–Whitney p-values for mean metrics."),
+    fmt: str = typer.Option("table", "--format", help="table | json | markdown | html (markdown and html add a forest plot)."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
+) -> None:
+    """Analyse an experiment: SRM, lifts with CIs, CUPED, ratio metrics, corrections.
+
+    Example: lsvcr abtest report runs/ab --format markdown --out report.md
+    """
+    from abtest.render import FORMATS, emit
+    from abtest.report import ReportConfig, build_report
+    from abtest.spec import parse_covariate, parse_ratio, parse_split
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    config = ReportConfig(
+        unit_col=unit_col, variant_col=variant_col, control=control, metrics=tuple(metric),
+        ratios=tuple(parse_ratio(r) for r in ratio), covariates=tuple(parse_covariate(c) for c in covariate),
+        alpha=alpha, correction=correction, scope=scope, sequential=sequential, split=parse_split(split),
+        srm_alpha=srm_alpha, winsorize=winsorize, mann_whitney=mann_whitney)
+    report = build_report(input, config)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    for path in emit(report, fmt, out, console):
+        err_console.print(f"wrote {path}", highlight=False)
+
+
+@abtest_app.command("power")
+@handles_input_errors
+def abtest_power(
+    mean: float = typer.Option(..., "--mean", help="Baseline mean of the metric per unit."),
+    sd: float = typer.Option(..., "--sd", help="Standard deviation of the metric per unit."),
+    rho: float = typer.Option(0.0, "--rho", help="Correlation with the pre-period covariate (CUPED: variance x (1 - rho^2))."),
+    mde: Optional[float] = typer.Option(None, "--mde", help="RELATIVE minimum detectable effect (0.05 = +5% of --mean): solve for units."),
+    n: Optional[int] = typer.Option(None, "--n", help="Units PER ARM (equal split): solve for the MDE."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Two-sided significance level."),
+    power: float = typer.Option(0.8, "--power", help="Power."),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+) -> None:
+    """Units per arm for a relative MDE, or the MDE for a number of units (normal approximation).
+
+    Example: lsvcr abtest power --mean 30 --sd 60 --rho 0.7 --mde 0.02
+    """
+    import json
+
+    from rich.table import Table
+
+    from abtest.power import plan
+
+    result = plan(mean, sd, rho=rho, mde_rel=mde, n_per_arm=n, alpha=alpha, power=power)
+    if fmt == "json":
+        typer.echo(json.dumps(result._asdict(), indent=2))
+        return
+    if fmt != "table":
+        fail(f"--format {fmt!r}: choose table or json")
+    table = Table(title=f"power {result.power:g}, alpha {result.alpha:g} (two-sided), rho {result.rho:g}", title_justify="left")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("units per arm", f"{result.n_per_arm:,.0f}")
+    table.add_row("units in total", f"{result.n_total:,.0f}")
+    table.add_row("MDE (absolute)", f"{result.mde_abs:.6g}")
+    table.add_row("MDE (relative)", f"{100 * result.mde_rel:.3f}%")
+    table.add_row("sd after CUPED", f"{result.sd_adjusted:.6g}")
+    console.print(table)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,361 @@
+"""The discrete-event platform: one simpy process per user, day by day.
+
+Scenario
+--------
+A user wakes up for a session, asks the feed for a slate of videos and scrolls through it: each
+video is an impression, maybe a play with a watch time, and after a play maybe a visit to the comment
+section, whose ranked slate the user reads as a cascade (read time per comment, likes, replies)
+until bored. Every impression spends temper; enjoyment refunds some. When temper runs out the
+session ends, and the next one starts after a gap that is shorter when the session was satisfying.
+
+World state that other users create — like counts, play counts, comments posted — becomes visible
+at the next day boundary (as in a platform whose counters refresh daily). Within a day users are
+therefore independent, which makes sharding by user exact: shards exchange only each day's deltas.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from . import rng as streams
+from .behaviour import open_logit, return_gap_mean_s, sigmoid, video_utility
+from .config import SimConfig
+from .lexicon import make_comment
+from .policy import CommentRequest, History, Policy, UserTruth, VideoRequest, WorldView
+from .schema import EVENT_TYPES, POSTED_COMMENT_BASE, POSTS_PER_USER
+from .world import World
+
+DAY_S = 86400.0
+SESSION_ID_STRIDE = 1 << 20
+EV = {name: i for i, name in enumerate(EVENT_TYPES)}
+
+
+class CommentStore:
+    """Every comment row (initial world, then posts in id order at each day boundary)."""
+
+    def __init__(self, world: World):
+        n = len(world.comment_video)
+        self.ids = np.arange(n, dtype=np.int64)
+        self.video = world.comment_video.copy()
+        self.topic = world.comment_topic.copy()
+        self.style = world.comment_style.copy()
+        self.quality = world.comment_quality.copy()
+        self.likes = world.comment_likes.copy()
+        self.created_ts = world.comment_created_ts.copy()
+        self.author = np.full(n, -1, dtype=np.int64)
+        self.text = list(world.comment_text)
+        self.words = [t.count(" ") + 1 for t in self.text]
+        self._mirror()
+        self.rows_of_video = [np.flatnonzero(self.video == v) for v in range(world.n_videos)]
+
+    def _mirror(self) -> None:
+        """Python-list copies of the truth for the engine's scalar hot loop."""
+        self.topic_list = self.topic.tolist()
+        self.style_list = self.style.tolist()
+        self.quality_list = self.quality.tolist()
+
+    def add(self, posts: list["Post"]) -> None:
+        posts = sorted(posts, key=lambda p: p.comment_id)
+        if not posts:
+            return
+        start = len(self.ids)
+        self.ids = np.concatenate([self.ids, [p.comment_id for p in posts]])
+        self.video = np.concatenate([self.video, [p.video_id for p in posts]])
+        self.topic = np.concatenate([self.topic, [p.topic for p in posts]])
+        self.style = np.concatenate([self.style, [p.style for p in posts]])
+        self.quality = np.concatenate([self.quality, [p.quality for p in posts]])
+        self.likes = np.concatenate([self.likes, np.zeros(len(posts), dtype=np.int64)])
+        self.created_ts = np.concatenate([self.created_ts, [p.ts for p in posts]])
+        self.author = np.concatenate([self.author, [p.author for p in posts]])
+        self.text.extend(p.text for p in posts)
+        self.words.extend(p.text.count(" ") + 1 for p in posts)
+        self._mirror()
+        for i, p in enumerate(posts):
+            self.rows_of_video[p.video_id] = np.append(self.rows_of_video[p.video_id], start + i)
+
+
+@dataclass(frozen=True)
+class Post:
+    comment_id: int
+    video_id: int
+    author: int
+    ts: float
+    topic: int
+    style: int
+    quality: float
+    text: str
+
+
+@dataclass
+class DayDelta:
+    """What one day of one shard changes in the shared world."""
+
+    likes: list[int] = field(default_factory=list)  # comment rows, one entry per like
+    plays: list[int] = field(default_factory=list)  # video ids, one entry per play
+    posts: list[Post] = field(default_factory=list)
+
+
+class UserState:
+    __slots__ = (
+        "user", "taste", "style", "affinity", "activity", "patience", "next_start", "n_sessions",
+        "n_posts", "history", "session", "video", "comment", "candidates", "policy_video",
+        "policy_comment", "session_days", "truth",
+    )
+
+    def __init__(self, world: World, user: int, seed: int):
+        self.user = user
+        self.taste = world.taste[user].copy()
+        self.style = world.style_taste[user]
+        self.affinity = float(world.comment_affinity[user])
+        self.activity = float(world.activity[user])
+        self.patience = float(world.patience[user])
+        self.n_sessions = 0
+        self.n_posts = 0
+        self.history = History([], [], [])
+        self.session = streams.Draws(streams.generator(seed, user, streams.SESSION))
+        self.video = streams.Draws(streams.generator(seed, user, streams.VIDEO))
+        self.comment = streams.Draws(streams.generator(seed, user, streams.COMMENT))
+        self.candidates = streams.generator(seed, user, streams.CANDIDATES)
+        self.policy_video = streams.LazyGenerator(seed, user, streams.POLICY_VIDEO)
+        self.policy_comment = streams.LazyGenerator(seed, user, streams.POLICY_COMMENT)
+        gap = -math.log(1.0 - self.session.uniforms(1)[0]) * DAY_S / self.activity
+        self.next_start = gap
+        self.session_days: list[int] = []
+        self.truth = UserTruth(self.taste, self.style)
+
+
+class Platform:
+    """Simulates ``users`` (this shard's) over ``config.days`` days.
+
+    ``variant_of(user_id, period)`` names the arm a user is in ("pre" / "experiment"), and
+    ``policies`` maps arm names to policies. ``exchange(day, delta)`` returns the list of all shards'
+    deltas for that day (just ``[delta]`` when unsharded).
+    """
+
+    def __init__(
+        self,
+        world: World,
+        config: SimConfig,
+        policies: dict[str, Policy],
+        variant_of: Callable[[int, str], str],
+        users: np.ndarray,
+        comments: CommentStore | None = None,
+        exchange: Callable[[int, DayDelta], list[DayDelta]] | None = None,
+    ):
+        self.world, self.config, self.b = world, config, config.behaviour
+        self.policies, self.variant_of = policies, variant_of
+        self.exchange = exchange or (lambda day, delta: [delta])
+        self.comments = comments if comments is not None else CommentStore(world)
+        self.recent_plays = world.prior_plays.copy()
+        self.view = self._view()
+        self.users = [UserState(world, int(u), config.seed) for u in users]
+        self.delta = DayDelta()
+        self.rows: list[tuple] = []
+        self.variants = sorted(policies)
+        self.variant_code = {v: i for i, v in enumerate(self.variants)}
+        self.env = simpy.Environment()
+
+    def _view(self) -> WorldView:
+        c = self.comments
+        return WorldView(
+            video_recent_plays=self.recent_plays.copy(),
+            video_duration_s=self.world.duration_s,
+            comment_ids=c.ids,
+            comment_video=c.video,
+            comment_likes=c.likes.copy(),
+            video_comment_rows=list(c.rows_of_video),
+        )
+
+    # ----------------------------------------------------------------------------------------
+    def run(self, progress: Callable[[float], None] | None = None) -> None:
+        """Simulate every day; ``progress(days_done)`` is called every simulated hour."""
+        for st in self.users:
+            self.env.process(self.user_process(st))
+        for day in range(self.config.days):
+            for hour in range(1, 25):
+                self.env.run(until=day * DAY_S + hour * 3600.0)
+                if progress:
+                    progress(day + hour / 24)
+            self.end_of_day(day)
+
+    def end_of_day(self, day: int) -> None:
+        deltas = self.exchange(day, self.delta)
+        self.delta = DayDelta()
+        likes = [r for d in deltas for r in d.likes]
+        plays = [v for d in deltas for v in d.plays]
+        c = self.comments
+        c.likes += np.bincount(np.asarray(likes, dtype=np.int64), minlength=len(c.likes))
+        self.recent_plays = self.config.popularity_decay * self.recent_plays + np.bincount(
+            np.asarray(plays, dtype=np.int64), minlength=self.world.n_videos
+        )
+        c.add([p for d in deltas for p in d.posts])
+        self.view = self._view()
+
+    # ----------------------------------------------------------------------------------------
+    def user_process(self, st: UserState):
+        env = self.env
+        while True:
+            yield env.timeout(st.next_start - env.now)
+            yield from self.session(st)
+
+    def session(self, st: UserState):
+        env, b, cfg, world = self.env, self.b, self.config, self.world
+        log = self.rows.append
+        user = st.user
+        sid = user * SESSION_ID_STRIDE + st.n_sessions
+        st.n_sessions += 1
+        period = 0 if env.now < cfg.pre_days * DAY_S else 1
+        variant = self.variant_of(user, ("pre", "experiment")[period])
+        vcode = self.variant_code[variant]
+        policy = self.policies[variant]
+        truth = st.truth if policy.needs_truth else None
+        st.session_days.append(int(env.now // DAY_S))
+
+        T = len(st.taste)
+        z = st.session.normals(T + 1)
+        if b.taste_drift_sd > 0:
+            st.taste *= np.exp(b.taste_drift_sd * np.asarray(z[:T]))
+            st.taste /= st.taste.sum()
+        temper = st.patience * math.exp(0.3 * z[T] - 0.045)
+        # this session's comment-relevance terms per topic and per style (see behaviour.comment_relevance)
+        terms = (
+            (b.comment_topic_weight * (np.sqrt(T * st.taste) - 1.0)).tolist(),
+            (b.comment_style_weight * (np.sqrt(len(st.style) * st.style) - 1.0)).tolist(),
+        )
+        u_gap = st.session.uniforms(1)[0]
+        start = env.now
+        log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0))
+
+        V = world.n_videos
+        seen_mask = np.zeros(V, dtype=bool)
+        seen = 0
+        enjoyment = 0.0
+        while temper > 0 and seen < b.max_impressions:
+            if cfg.n_candidates:
+                cands = st.candidates.choice(V, size=min(cfg.n_candidates, V), replace=False)
+                cands = cands[~seen_mask[cands]]
+            else:
+                cands = np.flatnonzero(~seen_mask)
+            if len(cands) == 0:
+                break
+            k = min(cfg.video_slate_size, len(cands))
+            slate = policy.rank_videos(
+                VideoRequest(user, env.now, cands, k, st.history, self.view, st.policy_video, truth)
+            )
+            items = slate.items
+            seen_mask[items] = True
+            x_slate = video_utility(b, st.taste, world.video_topics[items], world.video_quality[items])
+            props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
+            for pos, v in enumerate(items.tolist()):
+                if temper <= 0 or seen >= b.max_impressions:
+                    break
+                t = env.now
+                prop, pre = props[pos], prefix[pos]
+                log((user, t, sid, period, vcode, 1, v, -1, pos, prop, pre, 0.0))
+                u_play, u_open = st.video.uniforms(2)
+                z_watch = st.video.normals(1)[0]
+                x = float(x_slate[pos])
+                p_play = sigmoid(b.play_intercept + x - b.play_fatigue * seen - b.play_position * pos)
+                seen += 1
+                if u_play >= p_play:
+                    temper -= b.temper_base
+                    yield env.timeout(b.skip_seconds)
+                    continue
+                frac = sigmoid(b.watch_intercept + b.watch_slope * x + b.watch_sd * z_watch)
+                duration = float(world.duration_s[v])
+                watch = duration * frac
+                log((user, t, sid, period, vcode, 2, v, -1, pos, prop, pre, watch))
+                self.delta.plays.append(v)
+                st.history.video_ids.append(v)
+                st.history.watch_fraction.append(frac)
+                enjoyment += frac
+                temper -= b.temper_base - b.temper_enjoy * frac
+                seconds, refund = self.comment_section(
+                    st, policy, truth, terms, sid, period, vcode, v, pos, x, t + watch, u_open
+                )
+                temper += refund
+                yield env.timeout(watch + seconds)
+        end = env.now
+        log((user, end, sid, period, vcode, 8, -1, -1, -1, math.nan, math.nan, end - start))
+        satisfaction = enjoyment / max(seen, 1)
+        gap = -math.log(1.0 - u_gap) * return_gap_mean_s(b, st.activity, satisfaction)
+        st.next_start = end + b.min_gap_s + gap
+
+    def comment_section(self, st, policy, truth, terms, sid, period, vcode, v, vpos, x, t, u_open):
+        """Rank the video's comments, maybe open the section and read it as a cascade.
+
+        Returns the seconds spent in the section and the temper its comments refunded.
+        """
+        b, c = self.b, self.comments
+        rows = self.view.video_comment_rows[v]
+        if len(rows) == 0:
+            return 0.0, 0.0
+        k = min(self.config.comment_slate_size, len(rows))
+        slate = policy.rank_comments(
+            CommentRequest(st.user, t, v, rows, k, st.history, self.view, st.policy_comment, truth)
+        )
+        shown = slate.items.tolist()
+        topic_term, style_term = terms
+        tl, sl, ql, wq = c.topic_list, c.style_list, c.quality_list, b.comment_quality_weight
+        rel = [wq * ql[r] + topic_term[tl[r]] + style_term[sl[r]] for r in shown]
+        preview = rel[: b.comment_preview]
+        appeal = sum(preview) / len(preview)
+        if u_open >= sigmoid(open_logit(b, st.affinity, x, appeal)):
+            return 0.0, 0.0
+        log = self.rows.append
+        user = st.user
+        log((user, t, sid, period, vcode, 3, v, -1, vpos, math.nan, math.nan, 0.0))
+        open_row = len(self.rows) - 1
+        ids = c.ids[slate.items].tolist()
+        props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
+        now = t
+        refund = 0.0
+        interacted: list[int] = []
+        for pos, row in enumerate(shown):
+            u_read, u_g1, u_g2, u_like, u_post, u_cont = st.comment.uniforms(6)
+            cid, r = ids[pos], rel[pos]
+            log((user, now, sid, period, vcode, 4, v, cid, pos, props[pos], prefix[pos], 0.0))
+            now += b.scan_seconds
+            read = u_read < sigmoid(b.read_intercept + b.read_slope * r)
+            if read:
+                secs = b.read_seconds * (c.words[row] / 10.0) * math.exp(0.3 * r) * 0.5 * (
+                    -math.log(1.0 - u_g1) - math.log(1.0 - u_g2)
+                )  # Gamma(2) with mean read_seconds * length * exp(0.3 r)
+                log((user, now, sid, period, vcode, 5, v, cid, pos, props[pos], prefix[pos], secs))
+                now += secs
+                refund += b.temper_comment * max(r, 0.0)
+                if u_like < sigmoid(b.like_intercept + b.like_slope * r):
+                    log((user, now, sid, period, vcode, 6, v, cid, pos, props[pos], prefix[pos], 0.0))
+                    self.delta.likes.append(row)
+                if u_post < sigmoid(b.post_intercept + b.post_slope * r):
+                    post = self._post(st, v, now)
+                    log((user, now, sid, period, vcode, 7, v, post.comment_id, pos, props[pos], prefix[pos], 0.0))
+                    self.delta.posts.append(post)
+                interacted.append(cid)
+            p_cont = sigmoid(b.continue_intercept + b.continue_slope * (r if read else -1.0))
+            if u_cont >= p_cont:
+                break
+        self.rows[open_row] = self.rows[open_row][:-1] + (now - t,)
+        if interacted:
+            st.history.comment_records.append((v, interacted))
+        return now - t, refund
+
+    def _post(self, st: UserState, video: int, ts: float) -> Post:
+        k = st.n_posts
+        st.n_posts += 1
+        if k >= POSTS_PER_USER:
+            raise RuntimeError(f"user {st.user} posted more than {POSTS_PER_USER} comments")
+        g = streams.generator(self.config.seed, st.user, streams.POST, k)
+        primary = int(np.argmax(self.world.video_topics[video]))
+        topic = primary if g.random() < 0.5 else int(g.choice(len(st.taste), p=st.taste))
+        style = int(g.choice(len(st.style), p=st.style))
+        quality = float(g.normal(-0.3, 1.0))
+        return Post(
+            comment_id=POSTED_COMMENT_BASE + st.user * POSTS_PER_USER + k,
+            video_id=video, author=st.user, ts=ts, topic=topic, style=style, quality=quality,
+            text=make_comment(g, topic, style),
+        )

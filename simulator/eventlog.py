@@ -1,0 +1,50 @@
+"""The event log: engine rows → a typed Arrow table (schema ``simulator.schema.EVENTS``)."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .schema import EVENT_TYPES, EVENTS, PERIODS
+
+# Row layout written by the engine.
+COLUMNS = ("user_id", "ts", "session_id", "period", "variant", "event", "video_id", "comment_id",
+           "position", "propensity", "prefix_propensity", "value")
+
+
+def to_arrays(rows: list[tuple]) -> dict[str, np.ndarray]:
+    """Columns of the engine's rows, sorted by user (stable: each user's rows stay in time order)."""
+    if not rows:
+        return {name: np.empty(0) for name in COLUMNS}
+    cols = list(zip(*rows))
+    kinds = (np.int64, np.float64, np.int64, np.int8, np.int8, np.int8, np.int64, np.int64, np.int32,
+             np.float64, np.float64, np.float64)
+    arrays = {name: np.asarray(col, dtype=kind) for name, col, kind in zip(COLUMNS, cols, kinds)}
+    order = np.argsort(arrays["user_id"], kind="stable")
+    return {name: a[order] for name, a in arrays.items()}
+
+
+def to_table(arrays: dict[str, np.ndarray], variants: list[str]) -> pa.Table:
+    def dictionary(codes: np.ndarray, names) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int8)), pa.array(list(names)))
+
+    def nullable(values: np.ndarray, null: np.ndarray, kind) -> pa.Array:
+        return pa.array(values, type=kind, mask=null)
+
+    a = arrays
+    return pa.table(
+        [
+            pa.array(a["ts"], pa.float64()),
+            pa.array(a["user_id"], pa.int64()),
+            pa.array(a["session_id"], pa.int64()),
+            dictionary(a["period"], PERIODS),
+            dictionary(a["variant"], variants),
+            dictionary(a["event"], EVENT_TYPES),
+            nullable(a["video_id"], a["video_id"] < 0, pa.int64()),
+            nullable(a["comment_id"], a["comment_id"] < 0, pa.int64()),
+            nullable(a["position"], a["position"] < 0, pa.int32()),
+            nullable(a["propensity"], np.isnan(a["propensity"]), pa.float64()),
+            nullable(a["prefix_propensity"], np.isnan(a["prefix_propensity"]), pa.float64()),
+            pa.array(a["value"], pa.float64()),
+        ],
+        schema=EVENTS,
+    )

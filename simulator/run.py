@@ -1,0 +1,237 @@
+"""`simulate()`: generate a world, run the platform under a policy, write the run directory.
+
+Unsharded runs are assembled in a sibling temporary directory and renamed into place when
+complete. Sharded runs (``shard=(i, n)``) write into one shared directory: each shard writes
+``events/shard-i-of-n.parquet`` atomically, the (identical) world files atomically, and exchanges the
+day's world deltas with the other shards through ``_exchange/`` at every day boundary.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform as _platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .config import SimConfig
+from .engine import DAY_S, CommentStore, DayDelta, Platform, Post
+from .errors import InputError
+from .eventlog import to_arrays, to_table
+from .explore import EpsilonGreedy, Softmax
+from .policy import OraclePolicy, Policy, PopularityPolicy, RandomPolicy
+from .schema import COMMENTS
+from .summary import summarize
+from .world import World, generate_world, write_tables
+
+BUILTIN_POLICIES = ("random", "popularity", "oracle")
+
+
+def make_policy(
+    name: str, world: World, comments: CommentStore, config: SimConfig,
+    explore: float | None = None, temperature: float | None = None,
+) -> Policy:
+    """A built-in policy, optionally wrapped for exploration (ε) or softmax sampling (temperature)."""
+    if name == "random":
+        base = RandomPolicy()
+    elif name == "popularity":
+        base = PopularityPolicy()
+    elif name == "oracle":
+        base = OraclePolicy(config.behaviour, world.video_topics, world.video_quality, comments)
+    else:
+        raise InputError(f"unknown policy {name!r}: choose one of {', '.join(BUILTIN_POLICIES)}")
+    if explore is not None and temperature is not None:
+        raise InputError("give --explore or --temperature, not both")
+    if explore is not None:
+        if not 0.0 < explore <= 1.0:
+            raise InputError(f"--explore must be in (0, 1], got {explore}")
+        if name == "random":
+            raise InputError("the random policy is already uniform: --explore adds nothing")
+        return EpsilonGreedy(base, explore)
+    if temperature is not None:
+        if not temperature > 0:
+            raise InputError(f"--temperature must be positive, got {temperature}")
+        if name == "random":
+            raise InputError("the random policy has no scores: --temperature does not apply")
+        return Softmax(base, temperature)
+    return base
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text}: index must be in [0, {n - 1}] and n ≥ 1")
+    return i, n
+
+
+def versions() -> dict[str, str]:
+    import simpy
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("lsvcr")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        own = "source"
+    return {"lsvcr": own, "python": _platform.python_version(), "numpy": np.__version__,
+            "simpy": simpy.__version__, "pyarrow": pa.__version__}
+
+
+def simulate(
+    config: SimConfig,
+    out: Path,
+    policy: str = "popularity",
+    explore: float | None = None,
+    temperature: float | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    """Run one simulation into ``out`` and return its summary (also written to summary.json).
+
+    ``progress`` receives the simulated time reached, in days, about every simulated hour.
+    """
+    out = Path(out)
+    if shard is None:
+        _check_fresh(out)
+    world = generate_world(config.world, config.seed)
+    comments = CommentStore(world)
+    pol = make_policy(policy, world, comments, config, explore, temperature)
+    users = np.arange(config.world.n_users)
+    if shard is not None:
+        users = users[users % shard[1] == shard[0]]
+
+    workdir, exchange = _prepare(out, shard, config)
+    try:
+        return _run(config, out, world, comments, pol, users, shard, workdir, exchange, progress, explore, temperature)
+    except BaseException:
+        if shard is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _run(config, out, world, comments, pol, users, shard, workdir, exchange, progress, explore, temperature) -> dict:
+    platform = Platform(
+        world, config, {pol.name: pol}, lambda user, period: pol.name, users,
+        comments=comments, exchange=exchange,
+    )
+    started = time.perf_counter()
+    platform.run(progress=progress)
+    wall = time.perf_counter() - started
+
+    arrays = to_arrays(platform.rows)
+    summary = summarize(arrays, {st.user: st.next_start for st in platform.users}, config.days)
+    summary["policy"] = pol.name
+    events = to_table(arrays, platform.variants)
+    manifest = {
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "policy": pol.name,
+        "explore": explore,
+        "temperature": temperature,
+        "shards": shard[1] if shard else 1,
+        "versions": versions(),
+    }
+    comments_table = _comments_table(platform.comments)
+    if shard is None:
+        write_tables(world, workdir, comments_table, platform.comments)
+        pq.write_table(events, workdir / "events.parquet")
+        (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+        _publish(workdir, out)
+    else:
+        i, n = shard
+        _atomic(lambda p: pq.write_table(events, p), out / "events" / f"shard-{i}-of-{n}.parquet")
+        _atomic(lambda p: p.write_text(json.dumps(summary, indent=1)), out / "summary" / f"shard-{i}-of-{n}.json")
+        _atomic(lambda p: p.write_text(json.dumps(manifest, indent=1)), out / "manifest.json")
+        staging = Path(tempfile.mkdtemp(prefix=f".world-{i}-", dir=out))
+        write_tables(world, staging, comments_table, platform.comments)
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = out / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        shutil.rmtree(staging)
+    summary["wall_s"] = wall
+    return summary
+
+
+def _comments_table(c: CommentStore) -> pa.Table:
+    return pa.table(
+        {
+            "comment_id": c.ids,
+            "video_id": c.video,
+            "text": c.text,
+            "created_ts": c.created_ts.astype(np.float64),
+            "author_id": pa.array(c.author, pa.int64(), mask=c.author < 0),
+            "like_count": c.likes.astype(np.int64),
+        },
+        schema=COMMENTS,
+    )
+
+
+def _check_fresh(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"output {out} already exists and is not empty: choose another --out or remove it")
+
+
+def _prepare(out: Path, shard, config: SimConfig):
+    """The directory to assemble files in, and the day-delta exchange."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if shard is None:
+            return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent)), None
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "_exchange").mkdir(exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot write to {out}: {e.strerror}") from None
+    i, n = shard
+    if n == 1:
+        return out, None
+
+    def exchange(day: int, delta: DayDelta) -> list[DayDelta]:
+        folder = out / "_exchange" / f"day-{day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic(lambda p: p.write_text(json.dumps(_delta_to_json(delta))), folder / f"shard-{i}-of-{n}.json")
+        deadline = time.monotonic() + config.shard_wait_s
+        paths = [folder / f"shard-{j}-of-{n}.json" for j in range(n)]
+        while not all(p.exists() for p in paths):
+            if time.monotonic() > deadline:
+                missing = [p.name for p in paths if not p.exists()]
+                raise InputError(f"shard {i}/{n}: gave up waiting for {', '.join(missing)} in {folder}")
+            time.sleep(0.05)
+        return [_delta_from_json(json.loads(p.read_text())) for p in paths]
+
+    return out, exchange
+
+
+def _delta_to_json(d: DayDelta) -> dict:
+    return {"likes": d.likes, "plays": d.plays, "posts": [asdict(p) for p in d.posts]}
+
+
+def _delta_from_json(d: dict) -> DayDelta:
+    return DayDelta(likes=d["likes"], plays=d["plays"], posts=[Post(**p) for p in d["posts"]])
+
+
+def _atomic(write: Callable[[Path], None], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _publish(workdir: Path, out: Path) -> None:
+    if out.exists():
+        out.rmdir()  # empty (checked before the run)
+    os.replace(workdir, out)
