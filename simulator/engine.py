@@ -230,6 +230,12 @@ class Platform:
         start = env.now
         log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0))
 
+        exp = math.exp
+        plays, history = self.delta.plays, st.history
+        max_impressions, skip_seconds = b.max_impressions, b.skip_seconds
+        play_intercept, play_fatigue, play_position = b.play_intercept, b.play_fatigue, b.play_position
+        watch_intercept, watch_slope, watch_sd = b.watch_intercept, b.watch_slope, b.watch_sd
+        temper_base, temper_enjoy = b.temper_base, b.temper_enjoy
         V = world.n_videos
         seen_mask = np.zeros(V, dtype=bool)
         seen = 0
@@ -248,37 +254,41 @@ class Platform:
             )
             items = slate.items
             seen_mask[items] = True
-            x_slate = video_utility(b, st.taste, world.video_topics[items], world.video_quality[items])
+            x_slate = video_utility(b, st.taste, world.video_topics[items], world.video_quality[items]).tolist()
             props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
+            durations = world.duration_s[items].tolist()
+            # The slate is scrolled on a local clock and the process sleeps once per slate: within a
+            # day nothing another user does is visible, so the outcome is the same as one event per
+            # impression, at a fraction of the event-loop cost.
+            t = env.now
             for pos, v in enumerate(items.tolist()):
-                if temper <= 0 or seen >= b.max_impressions:
+                if temper <= 0 or seen >= max_impressions:
                     break
-                t = env.now
                 prop, pre = props[pos], prefix[pos]
                 log((user, t, sid, period, vcode, 1, v, -1, pos, prop, pre, 0.0))
                 u_play, u_open = st.video.uniforms(2)
                 z_watch = st.video.normals(1)[0]
-                x = float(x_slate[pos])
-                p_play = sigmoid(b.play_intercept + x - b.play_fatigue * seen - b.play_position * pos)
+                x = x_slate[pos]
+                p_play = 1.0 / (1.0 + exp(-(play_intercept + x - play_fatigue * seen - play_position * pos)))
                 seen += 1
                 if u_play >= p_play:
-                    temper -= b.temper_base
-                    yield env.timeout(b.skip_seconds)
+                    temper -= temper_base
+                    t += skip_seconds
                     continue
-                frac = sigmoid(b.watch_intercept + b.watch_slope * x + b.watch_sd * z_watch)
-                duration = float(world.duration_s[v])
-                watch = duration * frac
+                frac = 1.0 / (1.0 + exp(-(watch_intercept + watch_slope * x + watch_sd * z_watch)))
+                watch = durations[pos] * frac
                 log((user, t, sid, period, vcode, 2, v, -1, pos, prop, pre, watch))
-                self.delta.plays.append(v)
-                st.history.video_ids.append(v)
-                st.history.watch_fraction.append(frac)
+                plays.append(v)
+                history.video_ids.append(v)
+                history.watch_fraction.append(frac)
                 enjoyment += frac
-                temper -= b.temper_base - b.temper_enjoy * frac
+                temper -= temper_base - temper_enjoy * frac
                 seconds, refund = self.comment_section(
                     st, policy, truth, terms, sid, period, vcode, v, pos, x, t + watch, u_open
                 )
                 temper += refund
-                yield env.timeout(watch + seconds)
+                t += watch + seconds
+            yield env.timeout(t - env.now)
         end = env.now
         log((user, end, sid, period, vcode, 8, -1, -1, -1, math.nan, math.nan, end - start))
         satisfaction = enjoyment / max(seen, 1)
