@@ -15,10 +15,12 @@ def to_arrays(rows: list[tuple]) -> dict[str, np.ndarray]:
     """Columns of the engine's rows, sorted by user (stable: each user's rows stay in time order)."""
     if not rows:
         return {name: np.empty(0) for name in COLUMNS}
-    cols = list(zip(*rows))
+    # Every field is a number exactly representable in float64 (ids < 2**53), so one 2-D array
+    # is the fastest way out of Python tuples.
+    table = np.array(rows, dtype=np.float64)
     kinds = (np.int64, np.float64, np.int64, np.int8, np.int8, np.int8, np.int64, np.int64, np.int32,
              np.float64, np.float64, np.float64)
-    arrays = {name: np.asarray(col, dtype=kind) for name, col, kind in zip(COLUMNS, cols, kinds)}
+    arrays = {name: table[:, i].astype(kind) for i, (name, kind) in enumerate(zip(COLUMNS, kinds))}
     order = np.argsort(arrays["user_id"], kind="stable")
     return {name: a[order] for name, a in arrays.items()}
 
