@@ -131,8 +131,8 @@ class UserState:
 class Platform:
     """Simulates ``users`` (this shard's) over ``config.days`` days.
 
-    ``variant_of(user_id, period)`` names the arm a user is in ("pre" / "experiment"), and
-    ``policies`` maps arm names to policies. ``exchange(day, delta)`` returns the list of all shards'
+    ``variant_of(user_id)`` names the arm a user is in (the ``variant`` column), ``policies`` maps
+    arm names to policies, and ``pre_policy`` (if given) serves everyone during the pre-period. ``exchange(day, delta)`` returns the list of all shards'
     deltas for that day (just ``[delta]`` when unsharded).
     """
 
@@ -141,13 +141,14 @@ class Platform:
         world: World,
         config: SimConfig,
         policies: dict[str, Policy],
-        variant_of: Callable[[int, str], str],
+        variant_of: Callable[[int], str],
         users: np.ndarray,
+        pre_policy: Policy | None = None,
         comments: CommentStore | None = None,
         exchange: Callable[[int, DayDelta], list[DayDelta]] | None = None,
     ):
         self.world, self.config, self.b = world, config, config.behaviour
-        self.policies, self.variant_of = policies, variant_of
+        self.policies, self.variant_of, self.pre_policy = policies, variant_of, pre_policy
         self.exchange = exchange or (lambda day, delta: [delta])
         self.comments = comments if comments is not None else CommentStore(world)
         self.recent_plays = world.prior_plays.copy()
@@ -209,9 +210,9 @@ class Platform:
         sid = user * SESSION_ID_STRIDE + st.n_sessions
         st.n_sessions += 1
         period = 0 if env.now < cfg.pre_days * DAY_S else 1
-        variant = self.variant_of(user, ("pre", "experiment")[period])
+        variant = self.variant_of(user)
         vcode = self.variant_code[variant]
-        policy = self.policies[variant]
+        policy = self.pre_policy if (period == 0 and self.pre_policy is not None) else self.policies[variant]
         truth = st.truth if policy.needs_truth else None
         st.session_days.append(int(env.now // DAY_S))
 

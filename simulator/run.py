@@ -102,67 +102,78 @@ def simulate(
 
     ``progress`` receives the simulated time reached, in days, about every simulated hour.
     """
-    out = Path(out)
-    if shard is None:
-        _check_fresh(out)
     world = generate_world(config.world, config.seed)
     comments = CommentStore(world)
     pol = make_policy(policy, world, comments, config, explore, temperature)
+    manifest = {"policy": pol.name, "explore": explore, "temperature": temperature}
+    return execute(config, Path(out), world, comments, {pol.name: pol}, lambda user: pol.name,
+                   manifest=manifest, shard=shard, progress=progress)
+
+
+def execute(
+    config: SimConfig,
+    out: Path,
+    world: World,
+    comments: CommentStore,
+    policies: dict[str, Policy],
+    variant_of: Callable[[int], str],
+    manifest: dict,
+    pre_policy: Policy | None = None,
+    extra_tables: dict[str, pa.Table] | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    """Simulate ``world`` under ``policies`` (by variant) and write the run directory ``out``.
+
+    ``extra_tables`` (e.g. the A/B assignment) are written beside the event log.
+    """
+    if shard is None:
+        _check_fresh(out)
     users = np.arange(config.world.n_users)
     if shard is not None:
         users = users[users % shard[1] == shard[0]]
-
     workdir, exchange = _prepare(out, shard, config)
     try:
-        return _run(config, out, world, comments, pol, users, shard, workdir, exchange, progress, explore, temperature)
+        platform = Platform(world, config, policies, variant_of, users, pre_policy=pre_policy,
+                            comments=comments, exchange=exchange)
+        started = time.perf_counter()
+        platform.run(progress=progress)
+        wall = time.perf_counter() - started
+
+        arrays = to_arrays(platform.rows)
+        summary = summarize(arrays, {st.user: st.next_start for st in platform.users}, config.days)
+        summary["policy"] = manifest.get("policy", ", ".join(f"{v}={p.name}" for v, p in policies.items()))
+        events = to_table(arrays, platform.variants)
+        manifest = {"config": config.to_dict(), "seed": config.seed, **manifest,
+                    "shards": shard[1] if shard else 1, "versions": versions()}
+        comments_table = _comments_table(platform.comments)
+        tables = {"events.parquet": events, **(extra_tables or {})}
+        if shard is None:
+            write_tables(world, workdir, comments_table, platform.comments)
+            for name, table in tables.items():
+                pq.write_table(table, workdir / name)
+            (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+            _publish(workdir, out)
+        else:
+            i, n = shard
+            _atomic(lambda p: pq.write_table(events, p), out / "events" / f"shard-{i}-of-{n}.parquet")
+            _atomic(lambda p: p.write_text(json.dumps(summary, indent=1)), out / "summary" / f"shard-{i}-of-{n}.json")
+            _atomic(lambda p: p.write_text(json.dumps(manifest, indent=1)), out / "manifest.json")
+            staging = Path(tempfile.mkdtemp(prefix=f".world-{i}-", dir=out))
+            write_tables(world, staging, comments_table, platform.comments)
+            for name, table in (extra_tables or {}).items():
+                pq.write_table(table, staging / name)
+            for path in sorted(staging.rglob("*")):
+                if path.is_file():
+                    target = out / path.relative_to(staging)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, target)
+            shutil.rmtree(staging)
     except BaseException:
         if shard is None:
             shutil.rmtree(workdir, ignore_errors=True)
         raise
-
-
-def _run(config, out, world, comments, pol, users, shard, workdir, exchange, progress, explore, temperature) -> dict:
-    platform = Platform(
-        world, config, {pol.name: pol}, lambda user, period: pol.name, users,
-        comments=comments, exchange=exchange,
-    )
-    started = time.perf_counter()
-    platform.run(progress=progress)
-    wall = time.perf_counter() - started
-
-    arrays = to_arrays(platform.rows)
-    summary = summarize(arrays, {st.user: st.next_start for st in platform.users}, config.days)
-    summary["policy"] = pol.name
-    events = to_table(arrays, platform.variants)
-    manifest = {
-        "config": config.to_dict(),
-        "seed": config.seed,
-        "policy": pol.name,
-        "explore": explore,
-        "temperature": temperature,
-        "shards": shard[1] if shard else 1,
-        "versions": versions(),
-    }
-    comments_table = _comments_table(platform.comments)
-    if shard is None:
-        write_tables(world, workdir, comments_table, platform.comments)
-        pq.write_table(events, workdir / "events.parquet")
-        (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
-        _publish(workdir, out)
-    else:
-        i, n = shard
-        _atomic(lambda p: pq.write_table(events, p), out / "events" / f"shard-{i}-of-{n}.parquet")
-        _atomic(lambda p: p.write_text(json.dumps(summary, indent=1)), out / "summary" / f"shard-{i}-of-{n}.json")
-        _atomic(lambda p: p.write_text(json.dumps(manifest, indent=1)), out / "manifest.json")
-        staging = Path(tempfile.mkdtemp(prefix=f".world-{i}-", dir=out))
-        write_tables(world, staging, comments_table, platform.comments)
-        for path in sorted(staging.rglob("*")):
-            if path.is_file():
-                target = out / path.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, target)
-        shutil.rmtree(staging)
     summary["wall_s"] = wall
     return summary
 

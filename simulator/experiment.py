@@ -1,0 +1,96 @@
+"""A/B experiments on simulated users.
+
+A pre-period with everyone on the control policy (its metrics become the CUPED covariates), then the
+experiment period with users split by a salted hash of their id. Both arms share the world and
+every user's random streams (common random numbers), so the only difference between arms is the
+policy. ``aa=True`` runs control against a second copy of itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from .config import SimConfig
+from .engine import CommentStore
+from .errors import InputError
+from .policy import Policy
+from .run import execute
+from .world import World, generate_world
+
+ARMS = ("control", "treatment")
+BUCKETS = 10_000
+
+PolicyFactory = Callable[[World, CommentStore, SimConfig], Policy]
+
+
+def buckets(users: np.ndarray, salt: str) -> np.ndarray:
+    """Bucket in [0, 10000) of each user: SHA-256 of "salt:user_id" (stable across runs and periods)."""
+    return np.array(
+        [int.from_bytes(hashlib.sha256(f"{salt}:{int(u)}".encode()).digest()[:8], "big") % BUCKETS for u in users],
+        dtype=np.int64,
+    )
+
+
+def assign(users: np.ndarray, split: float, salt: str) -> tuple[np.ndarray, np.ndarray]:
+    """(variant per user, bucket per user): treatment when bucket < split · 10000."""
+    if not 0.0 < split < 1.0:
+        raise InputError(f"--split must be strictly between 0 and 1, got {split}")
+    b = buckets(users, salt)
+    return np.where(b < round(split * BUCKETS), ARMS[1], ARMS[0]), b
+
+
+def world_config(run_dir: Path) -> SimConfig:
+    """The configuration a simulation run was made with (its world regenerates exactly from it)."""
+    path = Path(run_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+        return SimConfig.from_dict(manifest["config"])
+    except FileNotFoundError:
+        raise InputError(f"not a simulation run directory (no manifest.json): {run_dir}") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"corrupt manifest {path}: {e}") from None
+
+
+def run_experiment(
+    config: SimConfig,
+    out: Path,
+    control: PolicyFactory,
+    treatment: PolicyFactory,
+    specs: tuple[str, str],
+    split: float = 0.5,
+    salt: str = "lsvcr-ab",
+    aa: bool = False,
+    shard: tuple[int, int] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    """Run the pre-period and the experiment; write events.parquet, assignment.parquet, manifest.json.
+
+    ``config.pre_days`` of ``config.days`` are the pre-period.
+    """
+    if config.pre_days >= config.days:
+        raise InputError("the experiment needs at least one day after the pre-period")
+    world = generate_world(config.world, config.seed)
+    comments = CommentStore(world)
+    users = np.arange(config.world.n_users)
+    variant, bucket = assign(users, split, salt)
+    control_policy = control(world, comments, config)
+    treatment_policy = (control if aa else treatment)(world, comments, config)
+    assignment = pa.table({"user_id": users.astype(np.int64), "variant": variant, "bucket": bucket})
+    manifest = {
+        "experiment": {
+            "control": specs[0], "treatment": specs[0] if aa else specs[1], "aa": aa, "split": split,
+            "salt": salt, "pre_days": config.pre_days, "experiment_days": config.days - config.pre_days,
+            "policies": {"control": control_policy.name, "treatment": treatment_policy.name},
+        }
+    }
+    lookup = dict(zip(users.tolist(), variant.tolist()))
+    return execute(
+        config, Path(out), world, comments, {ARMS[0]: control_policy, ARMS[1]: treatment_policy},
+        lookup.__getitem__, manifest, pre_policy=control_policy,
+        extra_tables={"assignment.parquet": assignment}, shard=shard, progress=progress,
+    )
