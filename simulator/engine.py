@@ -31,6 +31,7 @@ from .world import World
 
 DAY_S = 86400.0
 SESSION_ID_STRIDE = 1 << 20
+REQUEST_ID_STRIDE = 1 << 24  # request_id = user_id * stride + k-th policy request of that user
 EV = {name: i for i, name in enumerate(EVENT_TYPES)}
 
 
@@ -102,7 +103,7 @@ class DayDelta:
 class UserState:
     __slots__ = (
         "user", "taste", "style", "affinity", "activity", "patience", "next_start", "n_sessions",
-        "n_posts", "history", "session", "video", "comment", "candidates", "policy_video",
+        "n_posts", "n_requests", "history", "session", "video", "comment", "candidates", "policy_video",
         "policy_comment", "session_days", "truth",
     )
 
@@ -115,6 +116,7 @@ class UserState:
         self.patience = float(world.patience[user])
         self.n_sessions = 0
         self.n_posts = 0
+        self.n_requests = 0
         self.history = History([], [], [])
         self.session = streams.Draws(streams.generator(seed, user, streams.SESSION))
         self.video = streams.Draws(streams.generator(seed, user, streams.VIDEO))
@@ -146,6 +148,7 @@ class Platform:
         pre_policy: Policy | None = None,
         comments: CommentStore | None = None,
         exchange: Callable[[int, DayDelta], list[DayDelta]] | None = None,
+        log_slates: bool = False,
     ):
         self.world, self.config, self.b = world, config, config.behaviour
         self.policies, self.variant_of, self.pre_policy = policies, variant_of, pre_policy
@@ -156,6 +159,8 @@ class Platform:
         self.users = [UserState(world, int(u), config.seed) for u in users]
         self.delta = DayDelta()
         self.rows: list[tuple] = []
+        # every policy request with its slate and propensities (and video candidates), for OPE
+        self.slates: list[tuple] | None = [] if log_slates else None
         self.variants = sorted(policies)
         self.variant_code = {v: i for i, v in enumerate(self.variants)}
         self.env = simpy.Environment()
@@ -229,7 +234,7 @@ class Platform:
         )
         u_gap = st.session.uniforms(1)[0]
         start = env.now
-        log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0))
+        log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0, -1))
 
         exp = math.exp
         plays, history = self.delta.plays, st.history
@@ -250,10 +255,15 @@ class Platform:
             if len(cands) == 0:
                 break
             k = min(cfg.video_slate_size, len(cands))
+            rid = user * REQUEST_ID_STRIDE + st.n_requests
+            st.n_requests += 1
             slate = policy.rank_videos(
                 VideoRequest(user, env.now, cands, k, st.history, self.view, st.policy_video, truth)
             )
             items = slate.items
+            if self.slates is not None:
+                self.slates.append((rid, user, sid, env.now, 0, -1, items, slate.propensities,
+                                    slate.prefix_propensities, cands))
             seen_mask[items] = True
             x_slate = video_utility(b, st.taste, world.video_topics[items], world.video_quality[items]).tolist()
             props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
@@ -266,7 +276,7 @@ class Platform:
                 if temper <= 0 or seen >= max_impressions:
                     break
                 prop, pre = props[pos], prefix[pos]
-                log((user, t, sid, period, vcode, 1, v, -1, pos, prop, pre, 0.0))
+                log((user, t, sid, period, vcode, 1, v, -1, pos, prop, pre, 0.0, rid))
                 u_play, u_open = st.video.uniforms(2)
                 z_watch = st.video.normals(1)[0]
                 x = x_slate[pos]
@@ -278,7 +288,7 @@ class Platform:
                     continue
                 frac = 1.0 / (1.0 + exp(-(watch_intercept + watch_slope * x + watch_sd * z_watch)))
                 watch = durations[pos] * frac
-                log((user, t, sid, period, vcode, 2, v, -1, pos, prop, pre, watch))
+                log((user, t, sid, period, vcode, 2, v, -1, pos, prop, pre, watch, rid))
                 plays.append(v)
                 history.video_ids.append(v)
                 history.watch_fraction.append(frac)
@@ -291,7 +301,7 @@ class Platform:
                 t += watch + seconds
             yield env.timeout(t - env.now)
         end = env.now
-        log((user, end, sid, period, vcode, 8, -1, -1, -1, math.nan, math.nan, end - start))
+        log((user, end, sid, period, vcode, 8, -1, -1, -1, math.nan, math.nan, end - start, -1))
         satisfaction = enjoyment / max(seen, 1)
         gap = -math.log(1.0 - u_gap) * return_gap_mean_s(b, st.activity, satisfaction)
         st.next_start = end + b.min_gap_s + gap
@@ -306,9 +316,14 @@ class Platform:
         if len(rows) == 0:
             return 0.0, 0.0
         k = min(self.config.comment_slate_size, len(rows))
+        rid = st.user * REQUEST_ID_STRIDE + st.n_requests
+        st.n_requests += 1
         slate = policy.rank_comments(
             CommentRequest(st.user, t, v, rows, k, st.history, self.view, st.policy_comment, truth)
         )
+        if self.slates is not None:
+            self.slates.append((rid, st.user, sid, t, 1, v, c.ids[slate.items], slate.propensities,
+                                slate.prefix_propensities, None))
         shown = slate.items.tolist()
         topic_term, style_term = terms
         tl, sl, ql, wq = c.topic_list, c.style_list, c.quality_list, b.comment_quality_weight
@@ -319,7 +334,7 @@ class Platform:
             return 0.0, 0.0
         log = self.rows.append
         user = st.user
-        log((user, t, sid, period, vcode, 3, v, -1, vpos, math.nan, math.nan, 0.0))
+        log((user, t, sid, period, vcode, 3, v, -1, vpos, math.nan, math.nan, 0.0, rid))
         open_row = len(self.rows) - 1
         ids = c.ids[slate.items].tolist()
         props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
@@ -329,22 +344,22 @@ class Platform:
         for pos, row in enumerate(shown):
             u_read, u_g1, u_g2, u_like, u_post, u_cont = st.comment.uniforms(6)
             cid, r = ids[pos], rel[pos]
-            log((user, now, sid, period, vcode, 4, v, cid, pos, props[pos], prefix[pos], 0.0))
+            log((user, now, sid, period, vcode, 4, v, cid, pos, props[pos], prefix[pos], 0.0, rid))
             now += b.scan_seconds
             read = u_read < sigmoid(b.read_intercept + b.read_slope * r)
             if read:
                 secs = b.read_seconds * (c.words[row] / 10.0) * math.exp(0.3 * r) * 0.5 * (
                     -math.log(1.0 - u_g1) - math.log(1.0 - u_g2)
                 )  # Gamma(2) with mean read_seconds * length * exp(0.3 r)
-                log((user, now, sid, period, vcode, 5, v, cid, pos, props[pos], prefix[pos], secs))
+                log((user, now, sid, period, vcode, 5, v, cid, pos, props[pos], prefix[pos], secs, rid))
                 now += secs
                 refund += b.temper_comment * max(r, 0.0)
                 if u_like < sigmoid(b.like_intercept + b.like_slope * r):
-                    log((user, now, sid, period, vcode, 6, v, cid, pos, props[pos], prefix[pos], 0.0))
+                    log((user, now, sid, period, vcode, 6, v, cid, pos, props[pos], prefix[pos], 0.0, rid))
                     self.delta.likes.append(row)
                 if u_post < sigmoid(b.post_intercept + b.post_slope * r):
                     post = self._post(st, v, now)
-                    log((user, now, sid, period, vcode, 7, v, post.comment_id, pos, props[pos], prefix[pos], 0.0))
+                    log((user, now, sid, period, vcode, 7, v, post.comment_id, pos, props[pos], prefix[pos], 0.0, rid))
                     self.delta.posts.append(post)
                 interacted.append(cid)
             p_cont = sigmoid(b.continue_intercept + b.continue_slope * (r if read else -1.0))

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .schema import EVENT_TYPES, EVENTS, PERIODS
+from .schema import EVENT_TYPES, EVENTS, PERIODS, SLATES
 
 # Row layout written by the engine.
 COLUMNS = ("user_id", "ts", "session_id", "period", "variant", "event", "video_id", "comment_id",
-           "position", "propensity", "prefix_propensity", "value")
+           "position", "propensity", "prefix_propensity", "value", "request_id")
 
 
 def to_arrays(rows: list[tuple]) -> dict[str, np.ndarray]:
@@ -19,7 +19,7 @@ def to_arrays(rows: list[tuple]) -> dict[str, np.ndarray]:
     # is the fastest way out of Python tuples.
     table = np.array(rows, dtype=np.float64)
     kinds = (np.int64, np.float64, np.int64, np.int8, np.int8, np.int8, np.int64, np.int64, np.int32,
-             np.float64, np.float64, np.float64)
+             np.float64, np.float64, np.float64, np.int64)
     arrays = {name: table[:, i].astype(kind) for i, (name, kind) in enumerate(zip(COLUMNS, kinds))}
     order = np.argsort(arrays["user_id"], kind="stable")
     return {name: a[order] for name, a in arrays.items()}
@@ -47,6 +47,34 @@ def to_table(arrays: dict[str, np.ndarray], variants: list[str]) -> pa.Table:
             nullable(a["propensity"], np.isnan(a["propensity"]), pa.float64()),
             nullable(a["prefix_propensity"], np.isnan(a["prefix_propensity"]), pa.float64()),
             pa.array(a["value"], pa.float64()),
+            nullable(a["request_id"], a["request_id"] < 0, pa.int64()),
         ],
         schema=EVENTS,
+    )
+
+
+def slates_table(slates: list[tuple]) -> pa.Table:
+    """The engine's logged policy requests, sorted by request id (user-major, then time)."""
+    slates = sorted(slates, key=lambda row: row[0])
+    cols = list(zip(*slates)) if slates else [()] * 10
+
+    def lists(col, kind):
+        return pa.array([np.asarray(x).tolist() for x in col], type=pa.list_(kind))
+
+    kinds = np.asarray(cols[4], dtype=np.int8)
+    video = np.asarray(cols[5], dtype=np.int64)
+    return pa.table(
+        [
+            pa.array(cols[0], pa.int64()),
+            pa.array(cols[1], pa.int64()),
+            pa.array(cols[2], pa.int64()),
+            pa.array(cols[3], pa.float64()),
+            pa.DictionaryArray.from_arrays(pa.array(kinds), pa.array(["video", "comment"])),
+            pa.array(video, pa.int64(), mask=video < 0),
+            lists(cols[6], pa.int64()),
+            lists(cols[7], pa.float64()),
+            lists(cols[8], pa.float64()),
+            pa.array([None if x is None else np.asarray(x).tolist() for x in cols[9]], type=pa.list_(pa.int64())),
+        ],
+        schema=SLATES,
     )

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from .config import SimConfig
 from .engine import DAY_S, CommentStore, DayDelta, Platform, Post
 from .errors import InputError
-from .eventlog import to_arrays, to_table
+from .eventlog import slates_table, to_arrays, to_table
 from .explore import EpsilonGreedy, Softmax
 from .policy import OraclePolicy, Policy, PopularityPolicy, RandomPolicy
 from .schema import COMMENTS
@@ -106,6 +106,8 @@ def simulate(
     comments = CommentStore(world)
     pol = make_policy(policy, world, comments, config, explore, temperature)
     manifest = {"policy": pol.name, "explore": explore, "temperature": temperature}
+    if explore is not None or temperature is not None or policy == "random":
+        config = config.replace(log_slates=True)  # a logging policy: keep what OPE needs
     return execute(config, Path(out), world, comments, {pol.name: pol}, lambda user: pol.name,
                    manifest=manifest, shard=shard, progress=progress)
 
@@ -135,7 +137,7 @@ def execute(
     workdir, exchange = _prepare(out, shard, config)
     try:
         platform = Platform(world, config, policies, variant_of, users, pre_policy=pre_policy,
-                            comments=comments, exchange=exchange)
+                            comments=comments, exchange=exchange, log_slates=config.log_slates)
         started = time.perf_counter()
         platform.run(progress=progress)
         wall = time.perf_counter() - started
@@ -147,6 +149,8 @@ def execute(
         manifest = {"config": config.to_dict(), "seed": config.seed, **manifest,
                     "shards": shard[1] if shard else 1, "versions": versions()}
         comments_table = _comments_table(platform.comments)
+        if platform.slates is not None:
+            extra_tables = {**(extra_tables or {}), "slates.parquet": slates_table(platform.slates)}
         tables = {"events.parquet": events, **(extra_tables or {})}
         if shard is None:
             write_tables(world, workdir, comments_table, platform.comments)
@@ -158,6 +162,9 @@ def execute(
         else:
             i, n = shard
             _atomic(lambda p: pq.write_table(events, p), out / "events" / f"shard-{i}-of-{n}.parquet")
+            slates = (extra_tables or {}).pop("slates.parquet", None)
+            if slates is not None:
+                _atomic(lambda p: pq.write_table(slates, p), out / "slates" / f"shard-{i}-of-{n}.parquet")
             _atomic(lambda p: p.write_text(json.dumps(summary, indent=1)), out / "summary" / f"shard-{i}-of-{n}.json")
             _atomic(lambda p: p.write_text(json.dumps(manifest, indent=1)), out / "manifest.json")
             staging = Path(tempfile.mkdtemp(prefix=f".world-{i}-", dir=out))

@@ -1,0 +1,84 @@
+"""Per-user metrics of an A/B run, straight from its Parquet event log with DuckDB SQL.
+
+Each standard metric is one aggregate over a user's events of one period (schema: simulator/schema.py
+EVENTS). Experiment-period values are the outcomes; the same aggregates over the pre-period are the
+CUPED covariates (``pre_<metric>``, NULL for a user with no pre-period events: missing, not zero).
+Every assigned user is a unit: users with no experiment events count with zeros.
+
+The query never loads the log into Python; DuckDB streams it, and the same SQL runs on Spark.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from abtest.errors import InputError
+
+# name -> aggregate over one user's events of one period (comment watch time first: the headline)
+STANDARD_MEANS: dict[str, str] = {
+    "comment_watch_time": "coalesce(sum(value) FILTER (WHERE event = 'comment_read'), 0)",
+    "video_watch_time": "coalesce(sum(value) FILTER (WHERE event = 'play'), 0)",
+    "plays": "count(*) FILTER (WHERE event = 'play')",
+    "impressions": "count(*) FILTER (WHERE event = 'impression')",
+    "comment_opens": "count(*) FILTER (WHERE event = 'comment_open')",
+    "comments_read": "count(*) FILTER (WHERE event = 'comment_read')",
+    "comment_likes": "count(*) FILTER (WHERE event = 'comment_like')",
+    "comment_posts": "count(*) FILTER (WHERE event = 'comment_post')",
+    "sessions": "count(DISTINCT session_id)",
+    "active_days": "count(DISTINCT floor(ts / 86400))",
+}
+# name -> (numerator metric, denominator metric): a ratio of sums over each arm's users
+STANDARD_RATIOS: dict[str, tuple[str, str]] = {
+    "ctr": ("plays", "impressions"),
+    "comment_watch_time_per_session": ("comment_watch_time", "sessions"),
+}
+# the report's order: comment watch time per user first
+STANDARD_ORDER = ("comment_watch_time", "comment_watch_time_per_session", "video_watch_time", "plays",
+                  "impressions", "ctr", "comment_opens", "comments_read", "comment_likes",
+                  "comment_posts", "sessions", "active_days")
+PRE_PREFIX = "pre_"
+
+
+def sql_string(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def events_source(run_dir: Path) -> str:
+    """DuckDB table function reading the run's event log (a file or a partitioned dataset)."""
+    file, folder = run_dir / "events.parquet", run_dir / "events"
+    if file.is_file():
+        return f"read_parquet({sql_string(file)})"
+    if folder.is_dir():
+        return f"read_parquet({sql_string(str(folder / '**' / '*.parquet'))}, hive_partitioning = true, union_by_name = true)"
+    raise InputError(f"{run_dir}: no events.parquet or events/ in this run directory")
+
+
+def per_period_sql(run_dir: Path) -> str:
+    """One row per (user, period): the standard metrics and how many variants the user was logged in."""
+    aggs = ",\n           ".join(f"{expr} AS {name}" for name, expr in STANDARD_MEANS.items())
+    return f"""
+SELECT user_id, period::VARCHAR AS period, min(variant::VARCHAR) AS variant,
+       count(DISTINCT variant::VARCHAR) AS n_variants,
+       {aggs}
+FROM {events_source(run_dir)}
+GROUP BY user_id, period::VARCHAR"""
+
+
+def units_sql(run_dir: Path, per_period: str = "per_period") -> str:
+    """The experiment's units: the assignment table, else the users active in the experiment period."""
+    assignment = run_dir / "assignment.parquet"
+    if assignment.is_file():
+        return f"SELECT user_id, variant::VARCHAR AS variant FROM read_parquet({sql_string(assignment)})"
+    return f"SELECT user_id, variant FROM {per_period} WHERE period = 'experiment'"
+
+
+def user_metrics_sql(per_period: str = "per_period", units: str = "units") -> str:
+    """SELECT user_id, variant, <metric>..., pre_<metric>...: one row per unit (zeros if inactive)."""
+    outcomes = ",\n       ".join(f"coalesce(e.{name}, 0)::DOUBLE AS {name}" for name in STANDARD_MEANS)
+    covariates = ",\n       ".join(f"p.{name}::DOUBLE AS {PRE_PREFIX}{name}" for name in STANDARD_MEANS)
+    return f"""
+SELECT u.user_id, u.variant,
+       {outcomes},
+       {covariates}
+FROM {units} u
+LEFT JOIN (SELECT * FROM {per_period} WHERE period = 'experiment') e USING (user_id)
+LEFT JOIN (SELECT * FROM {per_period} WHERE period = 'pre') p USING (user_id)"""
