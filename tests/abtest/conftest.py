@@ -7,21 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-# The event-log schema of simulator/schema.py (EVENTS), restated so these tests build logs on their own.
-EVENTS = pa.schema([
-    pa.field("ts", pa.float64(), nullable=False),
-    pa.field("user_id", pa.int64(), nullable=False),
-    pa.field("session_id", pa.int64(), nullable=False),
-    pa.field("period", pa.dictionary(pa.int8(), pa.string()), nullable=False),
-    pa.field("variant", pa.dictionary(pa.int8(), pa.string()), nullable=False),
-    pa.field("event", pa.dictionary(pa.int8(), pa.string()), nullable=False),
-    pa.field("video_id", pa.int64()),
-    pa.field("comment_id", pa.int64()),
-    pa.field("position", pa.int32()),
-    pa.field("propensity", pa.float64()),
-    pa.field("prefix_propensity", pa.float64()),
-    pa.field("value", pa.float64(), nullable=False),
-])
+# The simulator's event-log schema: these tests build logs of their own that follow it.
+from simulator.schema import EVENTS  # noqa: E402
 
 
 def reference_data():
@@ -55,10 +42,10 @@ PRE0, EXP0 = 0.0, 7 * DAY  # the pre-period is week 0, the experiment week 1
 def _session(user, k, t0, period, variant, events):
     """Rows of one session: events = [(event, value, video_id, comment_id)], one second apart."""
     sid = user * 2**20 + k
-    rows = [(t0, user, sid, period, variant, "session_start", None, None, None, None, None, 0.0)]
+    rows = [(t0, user, sid, period, variant, "session_start", None, None, None, None, None, 0.0, None)]
     for i, (event, value, video, comment) in enumerate(events, start=1):
-        rows.append((t0 + i, user, sid, period, variant, event, video, comment, i, 0.5, 0.25, float(value)))
-    rows.append((t0 + len(events) + 1, user, sid, period, variant, "session_end", None, None, None, None, None, 60.0))
+        rows.append((t0 + i, user, sid, period, variant, event, video, comment, i, 0.5, 0.25, float(value), user * 2**24 + i))
+    rows.append((t0 + len(events) + 1, user, sid, period, variant, "session_end", None, None, None, None, None, 60.0, None))
     return rows
 
 

@@ -83,7 +83,7 @@ def test_run_dir_report_with_missing_pre_period(tmp_path):
     rows, assignment = [], {}
     for k in range(10):
         for r in event_rows():
-            rows.append((r[0], r[1] + 100 * k, r[2] + 100 * k * 2**20, *r[3:11], r[11] * (1 + 0.1 * k + 0.01 * r[1])))
+            rows.append((r[0], r[1] + 100 * k, r[2] + 100 * k * 2**20, *r[3:11], r[11] * (1 + 0.1 * k + 0.01 * r[1]), r[12]))
         assignment.update({u + 100 * k: v for u, v in ASSIGNMENT.items()})
     (tmp_path / "ab").mkdir()
     write_events(tmp_path / "ab" / "events.parquet", rows)
@@ -103,7 +103,7 @@ def test_user_in_two_variants_is_an_input_error(run_dir):
     from abtest.errors import InputError
 
     rows = event_rows()
-    rows.append((7 * 86400.0 + 9, 11, 11 * 2**20 + 9, "experiment", "treatment", "impression", 1, None, 1, 0.5, 0.5, 0.0))
+    rows.append((7 * 86400.0 + 9, 11, 11 * 2**20 + 9, "experiment", "treatment", "impression", 1, None, 1, 0.5, 0.5, 0.0, 11 * 2**24 + 9))
     write_events(run_dir / "events.parquet", rows)
     with pytest.raises(InputError, match="user_id 11 is logged under more than one variant"):
         open_source(run_dir)
