@@ -29,6 +29,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/simulate.py
+	$(PY) bench/abtest.py
 
 clean:
 	rm -rf $(VENV) runs
