@@ -141,6 +141,7 @@ class SimConfig:
     n_candidates: int = 100  # retrieval stage: candidates drawn per video request (0 = whole catalogue)
     popularity_decay: float = 0.5  # recent plays = decay * recent + plays of the day
     shard_wait_s: float = 3600.0  # how long a shard waits for the others at a day boundary
+    batch_tick_s: float = 30.0  # batching policies are served every tick (no simulated latency: see engine)
     log_slates: bool = False  # write slates.parquet (every request's slate, propensities, candidates)
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ import simpy
 from . import rng as streams
 from .behaviour import open_logit, return_gap_mean_s, sigmoid, video_utility
 from .config import SimConfig
+from .batching import Batcher, is_batched
 from .lexicon import make_comment
 from .policy import CommentRequest, History, Policy, UserTruth, VideoRequest, WorldView
 from .schema import EVENT_TYPES, POSTED_COMMENT_BASE, POSTS_PER_USER
@@ -164,6 +165,12 @@ class Platform:
         self.variants = sorted(policies)
         self.variant_code = {v: i for i, v in enumerate(self.variants)}
         self.env = simpy.Environment()
+        self.batchers = {
+            name: Batcher(self.env, p, config.batch_tick_s) for name, p in policies.items() if is_batched(p)
+        }
+        self.pre_batcher = (
+            Batcher(self.env, pre_policy, config.batch_tick_s) if pre_policy is not None and is_batched(pre_policy) else None
+        )
 
     def _view(self) -> WorldView:
         c = self.comments
@@ -205,7 +212,7 @@ class Platform:
     def user_process(self, st: UserState):
         env = self.env
         while True:
-            yield env.timeout(st.next_start - env.now)
+            yield env.timeout(max(0.0, st.next_start - env.now))
             yield from self.session(st)
 
     def session(self, st: UserState):
@@ -233,7 +240,12 @@ class Platform:
             (b.comment_style_weight * (np.sqrt(len(st.style) * st.style) - 1.0)).tolist(),
         )
         u_gap = st.session.uniforms(1)[0]
-        start = env.now
+        # The session runs on its own clock t; the process sleeps once per slate. Within a day
+        # nothing another user does is visible, so this equals one simpy event per impression at a
+        # fraction of the cost. A batching policy's queueing delay is not added to t: inference is
+        # instantaneous in simulated time, whatever the batch.
+        batcher = self.batchers.get(variant) if period == 1 or self.pre_policy is None else self.pre_batcher
+        start = t = env.now
         log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0, -1))
 
         exp = math.exp
@@ -257,21 +269,20 @@ class Platform:
             k = min(cfg.video_slate_size, len(cands))
             rid = user * REQUEST_ID_STRIDE + st.n_requests
             st.n_requests += 1
-            slate = policy.rank_videos(
-                VideoRequest(user, env.now, cands, k, st.history, self.view, st.policy_video, truth)
-            )
+            request = VideoRequest(user, t, cands, k, st.history, self.view, st.policy_video, truth)
+            if batcher is None:
+                slate = policy.rank_videos(request)
+            else:
+                yield env.timeout(max(0.0, t - env.now))
+                slate = yield batcher.videos(request)
             items = slate.items
             if self.slates is not None:
-                self.slates.append((rid, user, sid, env.now, 0, -1, items, slate.propensities,
+                self.slates.append((rid, user, sid, t, 0, -1, items, slate.propensities,
                                     slate.prefix_propensities, cands))
             seen_mask[items] = True
             x_slate = video_utility(b, st.taste, world.video_topics[items], world.video_quality[items]).tolist()
             props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
             durations = world.duration_s[items].tolist()
-            # The slate is scrolled on a local clock and the process sleeps once per slate: within a
-            # day nothing another user does is visible, so the outcome is the same as one event per
-            # impression, at a fraction of the event-loop cost.
-            t = env.now
             for pos, v in enumerate(items.tolist()):
                 if temper <= 0 or seen >= max_impressions:
                     break
@@ -294,33 +305,36 @@ class Platform:
                 history.watch_fraction.append(frac)
                 enjoyment += frac
                 temper -= temper_base - temper_enjoy * frac
-                seconds, refund = self.comment_section(
-                    st, policy, truth, terms, sid, period, vcode, v, pos, x, t + watch, u_open
-                )
-                temper += refund
-                t += watch + seconds
-            yield env.timeout(t - env.now)
-        end = env.now
+                t += watch
+                rows = self.view.video_comment_rows[v]
+                if len(rows):
+                    crid = user * REQUEST_ID_STRIDE + st.n_requests
+                    st.n_requests += 1
+                    k = min(cfg.comment_slate_size, len(rows))
+                    request = CommentRequest(user, t, v, rows, k, st.history, self.view, st.policy_comment, truth)
+                    if batcher is None:
+                        cslate = policy.rank_comments(request)
+                    else:
+                        yield env.timeout(max(0.0, t - env.now))
+                        cslate = yield batcher.comments(request)
+                    seconds, refund = self.comment_section(
+                        st, cslate, crid, terms, sid, period, vcode, v, pos, x, t, u_open
+                    )
+                    temper += refund
+                    t += seconds
+            yield env.timeout(max(0.0, t - env.now))
+        end = t
         log((user, end, sid, period, vcode, 8, -1, -1, -1, math.nan, math.nan, end - start, -1))
         satisfaction = enjoyment / max(seen, 1)
         gap = -math.log(1.0 - u_gap) * return_gap_mean_s(b, st.activity, satisfaction)
         st.next_start = end + b.min_gap_s + gap
 
-    def comment_section(self, st, policy, truth, terms, sid, period, vcode, v, vpos, x, t, u_open):
-        """Rank the video's comments, maybe open the section and read it as a cascade.
+    def comment_section(self, st, slate, rid, terms, sid, period, vcode, v, vpos, x, t, u_open):
+        """Maybe open the section (decided by the previewed top of ``slate``) and read it as a cascade.
 
         Returns the seconds spent in the section and the temper its comments refunded.
         """
         b, c = self.b, self.comments
-        rows = self.view.video_comment_rows[v]
-        if len(rows) == 0:
-            return 0.0, 0.0
-        k = min(self.config.comment_slate_size, len(rows))
-        rid = st.user * REQUEST_ID_STRIDE + st.n_requests
-        st.n_requests += 1
-        slate = policy.rank_comments(
-            CommentRequest(st.user, t, v, rows, k, st.history, self.view, st.policy_comment, truth)
-        )
         if self.slates is not None:
             self.slates.append((rid, st.user, sid, t, 1, v, c.ids[slate.items], slate.propensities,
                                 slate.prefix_propensities, None))
