@@ -245,7 +245,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="[default 512 samples for lsvcr, 256 user windows for sasrec]"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(2, "--threads", help="torch CPU threads."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (on a shared box 1 beats 2)."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read the original code's pickled id lists (pickle can run code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -321,7 +321,7 @@ def abtest_report(
     correction: str = typer.Option("holm", "--correction", help="Multiple-testing correction: holm | bh | none."),
     scope: str = typer.Option("global", "--scope", help="Family for the correction: global | variant | metric."),
     sequential: bool = typer.Option(False, "--sequential", help="Always-valid p-values and intervals (mSPRT; asymptotic confidence sequence in the extras)."),
-    split: Optional[str] = typer.Option(None, "--split", metavar="NAME=W,...", help="Designed split for the SRM check, e.g. control=50,treatment=50 [default: equal]."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="NAME=W,...", help="Designed split for the SRM check, e.g. control=50,treatment=50 (default: equal split)."),
     srm_alpha: float = typer.Option(0.001, "--srm-alpha", help="Alpha of the sample-ratio-mismatch check."),
     winsorize: Optional[float] = typer.Option(None, "--winsorize", metavar="Q", help="Cap mean metrics at their pooled Q quantile (e.g. 0.99)."),
     mann_whitney: bool = typer.Option(False, "--mann-whitney", help="Add Mann–Whitney p-values for mean metrics."),
@@ -388,6 +388,80 @@ def abtest_power(
     table.add_row("sd after CUPED", f"{result.sd_adjusted:.6g}")
     console.print(table)
 
+
+
+# --------------------------------------------------------------------------------------------
+# lsvcr abtest run (control vs treatment on simulated users)
+# --------------------------------------------------------------------------------------------
+POLICY_SPECS = "random | popularity | oracle | sasrec:MODEL_DIR | lsvcr:MODEL_DIR"
+
+
+def resolve_policy(spec: str, world, comments, config):
+    """A simulator policy from a SPEC: a built-in name, or KIND:MODEL_DIR for a trained model.
+
+    ``sasrec:DIR`` is the control arm "SR without comments or LLM": SASRec ranks videos and comments
+    are ranked by likes. ``lsvcr:DIR`` ranks videos with DIR's video model and comments with the
+    comment model beside it (see lsvcr.policy).
+    """
+    from simulator.run import BUILTIN_POLICIES, make_policy
+
+    if spec in BUILTIN_POLICIES:
+        return make_policy(spec, world, comments, config)
+    kind, sep, path = spec.partition(":")
+    if sep and kind in ("sasrec", "lsvcr") and path:
+        from lsvcr.policy import load_policy
+
+        return load_policy(kind, Path(path), world_titles=world.titles)
+    fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
+
+
+@abtest_app.command("run")
+@handles_input_errors
+def abtest_run(
+    world: Path = typer.Option(..., "--world", help="A simulation run directory: its world (videos, comments, users) hosts the experiment."),
+    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {POLICY_SPECS}."),
+    treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC (ignored with --aa)."),
+    out: Path = typer.Option(..., "--out", help="A/B run directory to create."),
+    users: Optional[int] = typer.Option(None, "--users", help="Users in the experiment [default: the world's]."),
+    pre_days: int = typer.Option(1, "--pre-days", help="Days with everyone on control before the split (CUPED covariates)."),
+    days: int = typer.Option(1, "--days", help="Experiment days after the pre-period."),
+    split: float = typer.Option(0.5, "--split", help="Share of users in treatment."),
+    salt: str = typer.Option("lsvcr-ab", "--salt", help="Salt of the hash assignment (a new salt reshuffles users)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the users' behavioural noise [default: the world's seed + 1]."),
+    aa: bool = typer.Option(False, "--aa", help="A/A test: control against a second copy of itself."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run a pre-period and an A/B experiment on simulated users; analyse it with `lsvcr abtest report OUT`.
+
+    Users are split by a salted hash of their id; both arms share the world and every user's random
+    streams (common random numbers). Writes events.parquet, assignment.parquet, manifest.json.
+
+    Example: lsvcr abtest run --world runs/sim --control sasrec:runs/sasrec --treatment lsvcr:runs/lsvcr --out runs/ab
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.experiment import run_experiment, world_config
+
+    if pre_days < 0 or days < 1:
+        fail("--pre-days must be >= 0 and --days >= 1")
+    base = world_config(world)
+    cfg = base.replace(
+        days=pre_days + days, pre_days=pre_days, log_slates=False,
+        noise_seed=base.seed + 1 if seed is None else seed,
+        **({"n_users": users} if users is not None else {}),
+    )
+
+    def factory(spec):
+        return lambda w, comments, config: resolve_policy(spec, w, comments, config)
+
+    with Progress(TextColumn("A/B"), BarColumn(), TextColumn("day {task.completed:.1f}/{task.total:g}"),
+                  TimeElapsedColumn(), console=err_console, disable=quiet, transient=True) as bar:
+        task = bar.add_task("ab", total=cfg.days)
+        summary = run_experiment(cfg, out, factory(control), factory(treatment), (control, treatment),
+                                 split=split, salt=salt, aa=aa, world_dir=world,
+                                 progress=lambda d: bar.update(task, completed=d))
+    console.print(f"{summary['users']} users, {summary['events']:,} events in {summary['wall_s']:.1f} s; "
+                  f"wrote {out} — next: lsvcr abtest report {out}")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

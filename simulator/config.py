@@ -135,7 +135,8 @@ class SimConfig:
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     days: int = 2
     pre_days: int = 0  # days logged as period "pre" (the CUPED covariates of an A/B test)
-    seed: int = 0
+    seed: int = 0  # the world (catalogue, comments, users' latent truth)
+    noise_seed: int | None = None  # users' behavioural noise; None: the world's seed
     video_slate_size: int = 8
     comment_slate_size: int = 20
     n_candidates: int = 100  # retrieval stage: candidates drawn per video request (0 = whole catalogue)
@@ -153,11 +154,17 @@ class SimConfig:
             raise InputError(f"pre_days must be an integer in [0, days], got {self.pre_days!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.noise_seed is not None and (not isinstance(self.noise_seed, int) or self.noise_seed < 0):
+            raise InputError(f"noise_seed must be a non-negative integer, got {self.noise_seed!r}")
         if not isinstance(self.n_candidates, int) or self.n_candidates < 0:
             raise InputError(f"n_candidates must be a non-negative integer, got {self.n_candidates!r}")
         if 0 < self.n_candidates < self.video_slate_size:
             raise InputError("n_candidates must be at least video_slate_size (or 0 for the whole catalogue)")
         _probability(self, "popularity_decay")
+
+    @property
+    def behaviour_seed(self) -> int:
+        return self.seed if self.noise_seed is None else self.noise_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -221,8 +228,10 @@ def _build(cls: type, values: Any, section: str, **extra: Any) -> Any:
             value = tuple(float(v) for v in value)
         elif kinds[name] == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        elif kinds[name] in ("int", "float") and not isinstance(value, (int, float)) or isinstance(value, bool):
+        elif kinds[name] in ("int", "float") and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise InputError(f"[{section}] {name} must be a number, got {value!r}")
+        elif kinds[name] == "bool" and not isinstance(value, bool):
+            raise InputError(f"[{section}] {name} must be true or false, got {value!r}")
         clean[name] = value
     try:
         return cls(**clean, **extra)

@@ -157,7 +157,7 @@ class Platform:
         self.comments = comments if comments is not None else CommentStore(world)
         self.recent_plays = world.prior_plays.copy()
         self.view = self._view()
-        self.users = [UserState(world, int(u), config.seed) for u in users]
+        self.users = [UserState(world, int(u), config.behaviour_seed) for u in users]
         self.delta = DayDelta()
         self.rows: list[tuple] = []
         # every policy request with its slate and propensities (and video candidates), for OPE
@@ -389,7 +389,7 @@ class Platform:
         st.n_posts += 1
         if k >= POSTS_PER_USER:
             raise RuntimeError(f"user {st.user} posted more than {POSTS_PER_USER} comments")
-        g = streams.generator(self.config.seed, st.user, streams.POST, k)
+        g = streams.generator(self.config.behaviour_seed, st.user, streams.POST, k)
         primary = int(np.argmax(self.world.video_topics[video]))
         topic = primary if g.random() < 0.5 else int(g.choice(len(st.taste), p=st.taste))
         style = int(g.choice(len(st.style), p=st.style))

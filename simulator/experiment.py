@@ -56,6 +56,23 @@ def world_config(run_dir: Path) -> SimConfig:
         raise InputError(f"corrupt manifest {path}: {e}") from None
 
 
+def check_world(run_dir: Path, world: World) -> None:
+    """The regenerated world must be the one in ``run_dir`` (same titles and durations)."""
+    import pyarrow.parquet as pq
+
+    path = Path(run_dir) / "videos.parquet"
+    try:
+        videos = pq.read_table(path, columns=["title", "duration_s"])
+    except FileNotFoundError:
+        raise InputError(f"not a simulation run directory (no videos.parquet): {run_dir}") from None
+    except pa.ArrowException as e:
+        raise InputError(f"unreadable {path}: {e}") from None
+    if videos.column("title").to_pylist() != world.titles or not np.allclose(
+        videos.column("duration_s").to_numpy(), world.duration_s
+    ):
+        raise InputError(f"{run_dir} was made by another version of the simulator: its world does not regenerate")
+
+
 def run_experiment(
     config: SimConfig,
     out: Path,
@@ -67,14 +84,18 @@ def run_experiment(
     aa: bool = False,
     shard: tuple[int, int] | None = None,
     progress: Callable[[float], None] | None = None,
+    world_dir: Path | None = None,
 ) -> dict:
     """Run the pre-period and the experiment; write events.parquet, assignment.parquet, manifest.json.
 
-    ``config.pre_days`` of ``config.days`` are the pre-period.
+    ``config.pre_days`` of ``config.days`` are the pre-period. With ``world_dir`` the regenerated
+    world is checked against that simulation run's files.
     """
     if config.pre_days >= config.days:
         raise InputError("the experiment needs at least one day after the pre-period")
     world = generate_world(config.world, config.seed)
+    if world_dir is not None:
+        check_world(world_dir, world)
     comments = CommentStore(world)
     users = np.arange(config.world.n_users)
     variant, bucket = assign(users, split, salt)
@@ -84,7 +105,7 @@ def run_experiment(
     manifest = {
         "experiment": {
             "control": specs[0], "treatment": specs[0] if aa else specs[1], "aa": aa, "split": split,
-            "salt": salt, "pre_days": config.pre_days, "experiment_days": config.days - config.pre_days,
+            "salt": salt, "world": str(world_dir) if world_dir else None, "pre_days": config.pre_days, "experiment_days": config.days - config.pre_days,
             "policies": {"control": control_policy.name, "treatment": treatment_policy.name},
         }
     }
