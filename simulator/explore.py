@@ -20,13 +20,28 @@ from .policy import CommentRequest, ScoringPolicy, Slate, VideoRequest
 _LOG_T_STEP = 0.2
 
 
-class EpsilonGreedy:
+class _Stochastic:
+    """Wraps a scoring policy; subclasses sample a slate from the scores with known probabilities."""
+
+    def __init__(self, base: ScoringPolicy, name: str):
+        self.base, self.name, self.needs_truth = base, name, base.needs_truth
+
+    def _rank(self, candidates: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
+        raise NotImplementedError
+
+    def rank_videos(self, request: VideoRequest) -> Slate:
+        return self._rank(request.candidates, self.base.score_videos(request), request.k, request.rng)
+
+    def rank_comments(self, request: CommentRequest) -> Slate:
+        return self._rank(request.candidates, self.base.score_comments(request), request.k, request.rng)
+
+
+class EpsilonGreedy(_Stochastic):
     def __init__(self, base: ScoringPolicy, epsilon: float):
         if not 0.0 < epsilon <= 1.0:
             raise ValueError(f"epsilon must be in (0, 1], got {epsilon}")
-        self.base, self.epsilon = base, epsilon
-        self.name = f"{base.name}+explore{epsilon:g}"
-        self.needs_truth = base.needs_truth
+        super().__init__(base, f"{base.name}+explore{epsilon:g}")
+        self.epsilon = epsilon
 
     def _rank(self, candidates: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         n = len(candidates)
@@ -41,12 +56,6 @@ class EpsilonGreedy:
         prefix_match = np.cumprod(shown == order).astype(bool)
         prefix = (1 - eps) * prefix_match + eps * np.cumprod(1.0 / (n - np.arange(k)))
         return Slate(candidates[shown], propensity, prefix)
-
-    def rank_videos(self, request: VideoRequest) -> Slate:
-        return self._rank(request.candidates, self.base.score_videos(request), request.k, request.rng)
-
-    def rank_comments(self, request: CommentRequest) -> Slate:
-        return self._rank(request.candidates, self.base.score_comments(request), request.k, request.rng)
 
 
 def plackett_luce_marginals(weights: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -76,13 +85,12 @@ def plackett_luce_marginals(weights: np.ndarray, items: np.ndarray) -> np.ndarra
     return np.trapezoid(integrand, dx=_LOG_T_STEP, axis=1)
 
 
-class Softmax:
+class Softmax(_Stochastic):
     def __init__(self, base: ScoringPolicy, temperature: float):
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        self.base, self.temperature = base, temperature
-        self.name = f"{base.name}+softmax{temperature:g}"
-        self.needs_truth = base.needs_truth
+        super().__init__(base, f"{base.name}+softmax{temperature:g}")
+        self.temperature = temperature
 
     def _rank(self, candidates: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         n = len(candidates)
@@ -100,9 +108,3 @@ class Softmax:
         prefix = np.cumprod(choice)
         marginal = plackett_luce_marginals(w, order)
         return Slate(candidates[order], np.clip(marginal, 1e-300, 1.0), prefix)
-
-    def rank_videos(self, request: VideoRequest) -> Slate:
-        return self._rank(request.candidates, self.base.score_videos(request), request.k, request.rng)
-
-    def rank_comments(self, request: CommentRequest) -> Slate:
-        return self._rank(request.candidates, self.base.score_comments(request), request.k, request.rng)

@@ -1,0 +1,68 @@
+"""simulate → abtest run → abtest report, through the CLI; and the A/A false-positive rate (slow)."""
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from abtest.report import ReportConfig, build_report
+from cli import app
+from simulator import SimConfig
+from simulator.experiment import run_experiment
+from simulator.run import make_policy
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("w") / "world"
+    result = runner.invoke(app, ["simulate", "--out", str(out), "--users", "300", "--days", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_oracle_beats_popularity_end_to_end(world, tmp_path):
+    ab = tmp_path / "ab"
+    result = runner.invoke(app, ["abtest", "run", "--world", str(world), "--control", "popularity",
+                                 "--treatment", "oracle", "--out", str(ab), "-q"])
+    assert result.exit_code == 0, result.output
+    assignment = pq.read_table(ab / "assignment.parquet").to_pandas()
+    assert len(assignment) == 300 and set(assignment.variant) == {"control", "treatment"}
+    result = runner.invoke(app, ["abtest", "report", str(ab), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["srm"]["p_value"] > 0.001
+    first = report["metrics"][0]
+    assert first["name"] == "comment_watch_time" and first["cuped"]
+    assert first["abs_effect"] > 0 and first["abs_ci"][0] > 0 and first["p_value"] < 1e-6
+    assert sum(report["variants"].values()) == 300
+
+
+def test_bad_specs_and_worlds_exit_2(world, tmp_path):
+    cases = [
+        (["--control", "popularity", "--treatment", "bestest"], "unknown policy spec"),
+        (["--control", "popularity", "--treatment", f"lsvcr:{tmp_path / 'missing'}"], "missing"),
+        (["--control", "popularity", "--treatment", "oracle", "--split", "1.5"], "--split"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["abtest", "run", "--world", str(world), "--out", str(tmp_path / "x"), "-q", *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    result = runner.invoke(app, ["abtest", "run", "--world", str(tmp_path), "--control", "popularity",
+                                 "--treatment", "oracle", "--out", str(tmp_path / "y"), "-q"])
+    assert result.exit_code == 2 and "manifest.json" in result.output
+
+
+@pytest.mark.slow
+def test_aa_false_positive_rate(tmp_path):
+    """A/A through the whole pipeline: no significant lift on the primary metric at 0.05 in >= 94 of 100."""
+    policy = lambda w, c, cfg: make_policy("popularity", w, c, cfg)  # noqa: E731
+    significant = 0
+    for seed in range(100):
+        config = SimConfig().replace(n_users=400, days=2, pre_days=1, noise_seed=1000 + seed)
+        out = tmp_path / f"aa{seed}"
+        run_experiment(config, out, policy, policy, ("popularity", "popularity"), salt=f"aa-{seed}", aa=True)
+        report = build_report(out, ReportConfig(metrics=("comment_watch_time",)))
+        significant += report.metrics[0].p_value < 0.05
+    assert significant <= 6, significant
