@@ -249,7 +249,7 @@ class Platform:
         log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0, -1))
 
         exp = math.exp
-        plays, history = self.delta.plays, st.history
+        history = st.history
         max_impressions, skip_seconds = b.max_impressions, b.skip_seconds
         play_intercept, play_fatigue, play_position = b.play_intercept, b.play_fatigue, b.play_position
         watch_intercept, watch_slope, watch_sd = b.watch_intercept, b.watch_slope, b.watch_sd
@@ -300,7 +300,7 @@ class Platform:
                 frac = 1.0 / (1.0 + exp(-(watch_intercept + watch_slope * x + watch_sd * z_watch)))
                 watch = durations[pos] * frac
                 log((user, t, sid, period, vcode, 2, v, -1, pos, prop, pre, watch, rid))
-                plays.append(v)
+                self.delta.plays.append(v)  # the delta of the day this slate is processed in
                 history.video_ids.append(v)
                 history.watch_fraction.append(frac)
                 enjoyment += frac

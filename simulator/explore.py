@@ -2,7 +2,8 @@
 
 * ``EpsilonGreedy``: with probability ε the whole slate is a uniformly random ordered draw, else the
   base policy's top-k. P(item a at position j) = (1−ε)·[base_j = a] + ε/n.
-* ``Softmax``: a Plackett–Luce ranking with weights exp(score/T) (Gumbel-top-k sampling).
+* ``Softmax``: a Plackett–Luce ranking with weights exp(z/T), z the scores standardised over the
+  candidates (Gumbel-top-k sampling).
   The prefix probability is the product of sequential choice probabilities; the position marginal
   P(item a at position j) has no closed form and is computed as a one-dimensional integral
   (the exponential-race representation of Plackett–Luce: item i finishes at E_i ~ Exp(w_i); a sits at
@@ -21,19 +22,41 @@ _LOG_T_STEP = 0.2
 
 
 class _Stochastic:
-    """Wraps a scoring policy; subclasses sample a slate from the scores with known probabilities."""
+    """Wraps a scoring policy; subclasses sample a slate from the scores and know the exact
+    probability of any slate (``slate_probabilities``, used by off-policy replay too)."""
 
     def __init__(self, base: ScoringPolicy, name: str):
         self.base, self.name, self.needs_truth = base, name, base.needs_truth
 
-    def _rank(self, candidates: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
+    def _sample(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Candidate positions shown, in order."""
         raise NotImplementedError
 
+    def _probabilities(self, scores: np.ndarray, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(shown[j] at position j), P(shown[:j+1] is the prefix)) for candidate positions ``shown``."""
+        raise NotImplementedError
+
+    def _scores(self, request) -> np.ndarray:
+        if isinstance(request, VideoRequest):
+            return np.asarray(self.base.score_videos(request), dtype=np.float64)
+        return np.asarray(self.base.score_comments(request), dtype=np.float64)
+
+    def _rank(self, request) -> Slate:
+        scores = self._scores(request)
+        shown = self._sample(scores, min(request.k, len(request.candidates)), request.rng)
+        return Slate(request.candidates[shown], *self._probabilities(scores, shown))
+
     def rank_videos(self, request: VideoRequest) -> Slate:
-        return self._rank(request.candidates, self.base.score_videos(request), request.k, request.rng)
+        return self._rank(request)
 
     def rank_comments(self, request: CommentRequest) -> Slate:
-        return self._rank(request.candidates, self.base.score_comments(request), request.k, request.rng)
+        return self._rank(request)
+
+    def slate_probabilities(self, request, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact probabilities that this policy shows ``items`` (candidate entries) in this order."""
+        order = np.argsort(request.candidates, kind="stable")
+        shown = order[np.searchsorted(request.candidates, items, sorter=order)]
+        return self._probabilities(self._scores(request), shown)
 
 
 class EpsilonGreedy(_Stochastic):
@@ -43,19 +66,26 @@ class EpsilonGreedy(_Stochastic):
         super().__init__(base, f"{base.name}+explore{epsilon:g}")
         self.epsilon = epsilon
 
-    def _rank(self, candidates: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        n = len(candidates)
-        k = min(k, n)
-        order = np.argsort(-scores, kind="stable")[:k]
+    def _sample(self, scores, k, rng):
         # Always consume the same draws, so the stream advances identically whatever happens.
         explore = rng.random() < self.epsilon
-        random_order = rng.permutation(n)[:k]
-        shown = random_order if explore else order
-        eps = self.epsilon
-        propensity = (1 - eps) * (shown == order) + eps / n
-        prefix_match = np.cumprod(shown == order).astype(bool)
-        prefix = (1 - eps) * prefix_match + eps * np.cumprod(1.0 / (n - np.arange(k)))
-        return Slate(candidates[shown], propensity, prefix)
+        random_order = rng.permutation(len(scores))[:k]
+        return random_order if explore else np.argsort(-scores, kind="stable")[:k]
+
+    def _probabilities(self, scores, shown):
+        n, k, eps = len(scores), len(shown), self.epsilon
+        match = shown == np.argsort(-scores, kind="stable")[:k]
+        propensity = (1 - eps) * match + eps / n
+        prefix = (1 - eps) * np.cumprod(match) + eps * np.cumprod(1.0 / (n - np.arange(k)))
+        return propensity, prefix
+
+
+def standardize(scores: np.ndarray) -> np.ndarray:
+    """Scores on a common scale (z-scores over the candidates), so a temperature means the same
+    for play counts, like counts and model logits; all-equal scores become zeros (uniform)."""
+    s = np.asarray(scores, dtype=np.float64)
+    sd = s.std()
+    return (s - s.mean()) / sd if sd > 0 else np.zeros_like(s)
 
 
 def plackett_luce_marginals(weights: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -64,7 +94,7 @@ def plackett_luce_marginals(weights: np.ndarray, items: np.ndarray) -> np.ndarra
     ``items`` are candidate indices shown at positions 0..k-1.
     """
     w = np.asarray(weights, dtype=np.float64)
-    w = w / w.max()
+    w = np.maximum(w / w.max(), 1e-300)
     k = len(items)
     wa = w[items]  # [k]
     # log-time grid per shown item, relative to its own rate: u = w_a t spans [1e-18, 50]
@@ -92,19 +122,16 @@ class Softmax(_Stochastic):
         super().__init__(base, f"{base.name}+softmax{temperature:g}")
         self.temperature = temperature
 
-    def _rank(self, candidates: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        n = len(candidates)
-        k = min(k, n)
-        logits = np.asarray(scores, dtype=np.float64) / self.temperature
-        logits = logits - logits.max()
-        gumbel = rng.gumbel(size=n)
-        order = np.argsort(-(logits + gumbel), kind="stable")[:k]
-        w = np.exp(logits)
-        rest = w.copy()
-        choice = np.empty(k)
-        for j, a in enumerate(order):  # summed afresh: no cancellation when large weights leave
-            choice[j] = w[a] / rest.sum()
-            rest[a] = 0.0
-        prefix = np.cumprod(choice)
-        marginal = plackett_luce_marginals(w, order)
-        return Slate(candidates[order], np.clip(marginal, 1e-300, 1.0), prefix)
+    def _sample(self, scores, k, rng):
+        logits = standardize(scores) / self.temperature
+        return np.argsort(-(logits + rng.gumbel(size=len(scores))), kind="stable")[:k]
+
+    def _probabilities(self, scores, shown):
+        logits = standardize(scores) / self.temperature
+        rest = logits.copy()
+        log_choice = np.empty(len(shown))
+        for j, a in enumerate(shown):  # in log space: no underflow, no cancellation as items leave
+            log_choice[j] = logits[a] - np.logaddexp.reduce(rest)
+            rest[a] = -np.inf
+        marginal = plackett_luce_marginals(np.exp(logits - logits.max()), shown)
+        return np.clip(marginal, 1e-300, 1.0), np.exp(np.cumsum(log_choice))

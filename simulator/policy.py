@@ -95,13 +95,7 @@ class Policy(Protocol):
 
 def top_k(candidates: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """The k best candidates, ties broken by candidate order (deterministic)."""
-    k = min(k, len(candidates))
-    if k < len(candidates) // 4:
-        part = np.argpartition(-scores, k - 1)[:k]
-        order = part[np.lexsort((part, -scores[part]))]
-    else:
-        order = np.argsort(-scores, kind="stable")[:k]
-    return candidates[order]
+    return candidates[np.argsort(-scores, kind="stable")[:k]]
 
 
 class ScoringPolicy:
@@ -196,3 +190,7 @@ class RandomPolicy:
 
     def rank_comments(self, request: CommentRequest) -> Slate:
         return self._rank(request.candidates, request.k, request.rng)
+
+    def slate_probabilities(self, request, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, k = len(request.candidates), len(items)
+        return np.full(k, 1.0 / n), np.cumprod(1.0 / (n - np.arange(k)))

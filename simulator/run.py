@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .config import SimConfig
-from .engine import DAY_S, CommentStore, DayDelta, Platform, Post
+from .engine import CommentStore, DayDelta, Platform, Post
 from .errors import InputError
 from .eventlog import slates_table, to_arrays, to_table
 from .explore import EpsilonGreedy, Softmax

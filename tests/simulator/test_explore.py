@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from simulator.explore import EpsilonGreedy, Softmax, plackett_luce_marginals
+from simulator.explore import EpsilonGreedy, Softmax, plackett_luce_marginals, standardize
 from simulator.policy import RandomPolicy, ScoringPolicy, Slate
 
 
@@ -16,6 +16,8 @@ class Fixed(ScoringPolicy):
 
     def score_videos(self, request):
         return self.scores[request.candidates // 10]
+
+    score_comments = score_videos
 
 
 class Req:
@@ -73,7 +75,7 @@ def test_softmax_propensities_are_true_frequencies():
     scores = np.array([1.0, 0.2, -0.5, 0.8, 0.0])
     policy = Softmax(Fixed(scores), T)
     freq, logged = frequencies(policy, n, k, 20000)
-    exact = exact_plackett_luce(np.exp(scores / T), k)
+    exact = exact_plackett_luce(np.exp(standardize(scores) / T), k)
     for (item, j), p in logged.items():
         assert p == pytest.approx(exact[item, j], rel=1e-9)
         assert freq[item, j] == pytest.approx(p, abs=4 * np.sqrt(p * (1 - p) / 20000) + 1e-9)
@@ -82,7 +84,7 @@ def test_softmax_propensities_are_true_frequencies():
 def test_softmax_prefix_is_product_of_sequential_choices():
     scores = np.array([1.0, 0.2, -0.5, 0.8, 0.0])
     slate = Softmax(Fixed(scores), 0.5).rank_videos(Req(5, 4, 3))
-    w = np.exp(scores / 0.5)
+    w = np.exp(standardize(scores) / 0.5)
     shown = slate.items // 10
     expected, left = [], w.sum()
     p = 1.0

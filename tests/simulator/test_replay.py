@@ -1,0 +1,316 @@
+"""Replaying a logged run: every request rebuilt as the engine made it, policies replayed on them,
+off-policy estimates checked against the online truth, and `lsvcr abtest offline` end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from abtest import ope
+from cli import app
+from simulator import SimConfig, simulate
+from simulator.engine import REQUEST_ID_STRIDE, CommentStore
+from simulator.errors import InputError
+from simulator.replay import KINDS, load_run, replay
+from simulator.run import execute, make_policy
+from simulator.world import generate_world
+
+CONFIG = SimConfig().replace(n_users=300, days=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory) -> Path:
+    """A 300-user, 2-day run logged by ε-greedy popularity (ε = 0.2)."""
+    out = tmp_path_factory.mktemp("replay") / "explore"
+    simulate(CONFIG, out, "popularity", explore=0.2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def log(logged_run):
+    return load_run(logged_run)
+
+
+def slate_scores(log, kind, i, ids):
+    """The popularity scores of shown ids in the request's world view."""
+    view = log.views[log.logged(kind).day[i]]
+    if kind == "video":
+        return view.video_recent_plays[ids]
+    return view.comment_likes[np.searchsorted(log.comments.ids, ids)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Reconstruction
+# ----------------------------------------------------------------------------------------------
+class Recorder:
+    """Serves the logging policy and keeps a copy of every request the engine makes."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.needs_truth = inner, inner.name, inner.needs_truth
+        self.seen: dict[int, list] = {}
+
+    def _keep(self, kind, r):
+        h = r.history
+        self.seen.setdefault(r.user_id, []).append(
+            (kind, r.ts, r.k, np.array(r.candidates), getattr(r, "video_id", None), list(h.video_ids),
+             list(h.watch_fraction), [(v, list(c)) for v, c in h.comment_records], r.world))
+
+    def rank_videos(self, r):
+        self._keep("video", r)
+        return self.inner.rank_videos(r)
+
+    def rank_comments(self, r):
+        self._keep("comment", r)
+        return self.inner.rank_comments(r)
+
+
+def test_replay_rebuilds_every_request_as_the_engine_made_it(tmp_path):
+    config = SimConfig().replace(n_users=80, days=2, seed=9, log_slates=True)
+    world = generate_world(config.world, config.seed)
+    comments = CommentStore(world)
+    recorder = Recorder(make_policy("popularity", world, comments, config, explore=0.3))
+    execute(config, tmp_path / "run", world, comments, {recorder.name: recorder}, lambda u: recorder.name,
+            manifest={"policy": recorder.name, "explore": 0.3, "temperature": None})
+    log = load_run(tmp_path / "run")
+    checked_views = set()
+    n = 0
+    for kind in KINDS:
+        lg = log.logged(kind)
+        assert set(lg.day.tolist()) == {0, 1}
+        for i, rid in enumerate(lg.request_id.tolist()):
+            user, k = divmod(rid, REQUEST_ID_STRIDE)
+            r_kind, ts, slate_k, cands, video, plays, fracs, records, view = recorder.seen[user][k]
+            req = log.request(kind, i)
+            assert (r_kind, ts, slate_k, video) == (kind, req.ts, req.k, getattr(req, "video_id", None))
+            np.testing.assert_array_equal(req.candidates, cands)
+            assert req.history.video_ids == plays
+            np.testing.assert_allclose(req.history.watch_fraction, fracs, rtol=1e-12)
+            assert req.history.comment_records == records
+            if (id(view), id(req.world)) not in checked_views:
+                checked_views.add((id(view), id(req.world)))
+                np.testing.assert_array_equal(req.world.video_recent_plays, view.video_recent_plays)
+                np.testing.assert_array_equal(req.world.comment_likes, view.comment_likes)
+                np.testing.assert_array_equal(req.world.comment_ids, view.comment_ids)
+                np.testing.assert_array_equal(req.world.comment_video, view.comment_video)
+                for a, b in zip(req.world.video_comment_rows, view.video_comment_rows):
+                    np.testing.assert_array_equal(a, b)
+            n += 1
+    assert n == sum(len(v) for v in recorder.seen.values()) and len(checked_views) == 2
+
+
+def test_base_policy_reproduces_every_unexplored_slate(log):
+    popularity = make_policy("popularity", log.world, log.comments, log.config)
+    target = replay(log, popularity)
+    for kind in KINDS:
+        lg, t = log.logged(kind), target[kind]
+        shown = lg.items >= 0
+        unexplored = np.all(np.where(shown, lg.logging_marginal > 0.5, True), axis=1)
+        assert 0.7 < unexplored.mean() < 0.9 and np.any(lg.day[unexplored] == 1)
+        same = np.all(t.items == lg.items, axis=1)
+        assert same[unexplored].mean() > 0.95
+        # the rest differ only in the order of equal scores at the slate's edge: policy.top_k
+        # (argpartition) and EpsilonGreedy (stable argsort) break such ties differently
+        for i in np.flatnonzero(unexplored & ~same):
+            m = shown[i]
+            np.testing.assert_array_equal(slate_scores(log, kind, i, lg.items[i][m]), slate_scores(log, kind, i, t.items[i][m]))
+        # a deterministic target: its probabilities of the logged items are indicators
+        np.testing.assert_array_equal(t.marginal[unexplored & same][shown[unexplored & same]], 1.0)
+        assert not t.sampled.any()
+
+
+def test_replaying_the_logging_policy_on_its_own_streams_reproduces_every_slate(log):
+    logging = make_policy("popularity", log.world, log.comments, log.config, explore=0.2)
+    target = replay(log, logging, same_streams=True)
+    for kind in KINDS:
+        lg, t = log.logged(kind), target[kind]
+        np.testing.assert_array_equal(t.items, lg.items)  # exploration draws included
+        shown = lg.items >= 0
+        np.testing.assert_array_equal(t.marginal[shown], lg.logging_marginal[shown])
+        np.testing.assert_array_equal(t.prefix[shown], lg.logging_prefix[shown])
+
+
+def test_softmax_logging_replays_exactly(tmp_path):
+    config = SimConfig().replace(n_users=6, days=1, seed=4, n_videos=200, comments_max=30)
+    simulate(config, tmp_path / "softmax", "popularity", temperature=20.0)
+    log = load_run(tmp_path / "softmax")
+    target = replay(log, make_policy("popularity", log.world, log.comments, log.config, temperature=20.0),
+                    same_streams=True)
+    for kind in KINDS:
+        lg, t = log.logged(kind), target[kind]
+        shown = lg.items >= 0
+        np.testing.assert_array_equal(t.items, lg.items)
+        np.testing.assert_allclose(t.marginal[shown], lg.logging_marginal[shown], rtol=1e-12)
+        np.testing.assert_allclose(t.prefix[shown], lg.logging_prefix[shown], rtol=1e-12)
+
+
+class Batched:
+    """Popularity served in batches, as model policies are."""
+
+    name, needs_truth = "batched", False
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def rank_videos(self, r):
+        raise AssertionError("replay must use the batch method")
+
+    rank_comments = rank_videos
+
+    def rank_videos_batch(self, requests):
+        self.calls.append(len(requests))
+        return [self.inner.rank_videos(r) for r in requests]
+
+    def rank_comments_batch(self, requests):
+        self.calls.append(len(requests))
+        return [self.inner.rank_comments(r) for r in requests]
+
+
+def test_batching_policies_are_replayed_in_batches(log):
+    popularity = make_policy("popularity", log.world, log.comments, log.config)
+    batched = Batched(popularity)
+    got = replay(log, batched, batch_size=500)
+    want = replay(log, popularity)
+    assert sum(batched.calls) == len(log.video.request_id) + len(log.comment.request_id)
+    assert max(batched.calls) <= 500 and len(batched.calls) < sum(batched.calls) / 100
+    for kind in KINDS:
+        np.testing.assert_array_equal(got[kind].items, want[kind].items)
+        np.testing.assert_array_equal(got[kind].marginal, want[kind].marginal)
+
+
+# ----------------------------------------------------------------------------------------------
+# Off-policy estimates on the replay
+# ----------------------------------------------------------------------------------------------
+def test_weights_average_one_and_the_logging_policy_estimates_its_own_value(log):
+    logging = make_policy("popularity", log.world, log.comments, log.config, explore=0.2)
+    own = replay(log, logging)  # its own stream: different draws, exact probabilities
+    for kind in KINDS:
+        lg, t = log.logged(kind), own[kind]
+        shown = lg.items >= 0
+        np.testing.assert_allclose(t.marginal[shown], lg.logging_marginal[shown])
+        metric = "watch_s" if kind == "video" else "read_s"
+        ev = ope.evaluate(lg.rewards[metric], lg.items, lg.logging_marginal, lg.logging_prefix, t.items,
+                          t.marginal, t.prefix, clusters=lg.user_id, estimator="ips")
+        for r in ev.results:
+            assert r.estimate.value == pytest.approx(ev.logging[r.level].value)
+    # E_π0[π_e / π_0] = 1 for any target the logging policy supports
+    for name in ("popularity", "random"):
+        target = replay(log, make_policy(name, log.world, log.comments, log.config))
+        for kind in KINDS:
+            lg, t = log.logged(kind), target[kind]
+            w = ope.ips(np.ones(len(lg.items)), lg.logging_marginal[:, 0], t.marginal[:, 0], clusters=lg.user_id)
+            assert w.ci[0] < 1.0 < w.ci[1] and w.support == 1.0, (name, kind, w)
+
+
+def online_video_values(run: Path) -> tuple[float, float]:
+    """Per video request: watch seconds of the top video, and over the whole slate."""
+    e = pq.read_table(run / "events.parquet", columns=["event", "position", "value", "request_id"]).to_pandas()
+    event = e["event"].astype(str)
+    n = e.loc[event == "impression", "request_id"].nunique()
+    plays = e[event == "play"]
+    return plays.loc[plays["position"] == 0, "value"].sum() / n, plays["value"].sum() / n
+
+
+def test_random_policy_estimates_cover_its_online_value(log, tmp_path):
+    """The random policy simulated online on the same world and seed: its per-request video value is
+    inside the offline CIs (the estimand differs slightly: logged sessions, not random ones)."""
+    simulate(CONFIG, tmp_path / "random", "random")
+    item, slate = online_video_values(tmp_path / "random")
+    target = replay(log, make_policy("random", log.world, log.comments, log.config))["video"]
+    lg = log.video
+    ev = ope.evaluate(lg.rewards["watch_s"], lg.items, lg.logging_marginal, lg.logging_prefix, target.items,
+                      target.marginal, target.prefix, clusters=lg.user_id)
+    truth = {"item": item, "slate": slate}
+    for r in ev.results:
+        if r.estimator in ("ips", "snips", "dr", "iips", "rips", "sips", "sn-iips", "sn-rips"):
+            assert r.estimate.ci[0] < truth[r.level] < r.estimate.ci[1], r
+    assert ev.logging["slate"].value > slate  # the logging policy is better than random ...
+    assert all(r.lift.abs_ci[1] < 0 for r in ev.results)  # ... and every estimator says so
+
+
+def test_unusable_logs_are_input_errors(tmp_path, logged_run):
+    simulate(SimConfig().replace(n_users=20, days=1, seed=1), tmp_path / "plain", "popularity")
+    with pytest.raises(InputError, match="--explore/--temperature"):
+        load_run(tmp_path / "plain")
+    with pytest.raises(InputError, match="not a run directory"):
+        load_run(tmp_path / "nowhere")
+
+
+# ----------------------------------------------------------------------------------------------
+# lsvcr abtest offline
+# ----------------------------------------------------------------------------------------------
+runner = CliRunner()
+
+
+def offline(*args):
+    return runner.invoke(app, ["abtest", "offline", *map(str, args)])
+
+
+def test_offline_json(logged_run, tmp_path):
+    r = offline("--logs", logged_run, "--policy", "pop=popularity", "--policy", "random", "--format", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["logging_policy"] == "popularity+explore0.2" and out["policies"] == {"pop": "popularity", "random": "random"}
+    assert set(out["requests"]) == {"video", "comment"}
+    assert [(d["kind"], d["metric"], d["level"]) for d in out["logging"]] == [
+        ("video", "watch_s", "item"), ("video", "watch_s", "slate"), ("comment", "read_s", "item"), ("comment", "read_s", "slate")]
+    assert len(out["results"]) == 2 * 2 * 11
+    for res in out["results"]:
+        assert {"policy", "kind", "metric", "level", "estimator", "value", "se", "ci", "ess", "n", "support", "flags",
+                "abs_effect", "abs_ci", "rel_effect", "rel_ci"} <= set(res)
+    # the greedy base policy beats its own ε-explored version on watch time, by every IPS-type estimator
+    pop = [x for x in out["results"] if x["policy"] == "pop" and x["kind"] == "video" and x["estimator"] != "sips"]
+    assert all(x["abs_ci"][0] > 0 for x in pop if x["estimator"] != "dm")
+    # --out writes the same object
+    r = offline("--logs", logged_run, "--policy", "random", "--estimator", "dr", "--metric", "plays",
+                "--format", "json", "--out", tmp_path / "ope.json")
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "ope.json").read_text())
+    assert {(x["metric"], x["estimator"]) for x in saved["results"]} == {("plays", "dr")}
+
+
+def test_offline_table(logged_run):
+    r = offline("--logs", logged_run, "--policy", "oracle=oracle", "--estimator", "dr", "--metric", "read_s")
+    assert r.exit_code == 0, r.output
+    assert "comment read_s per request, top item" in r.stdout and "whole slate" in r.stdout
+    assert "oracle" in r.stdout and "video" not in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policy", "=popularity"], "NAME=SPEC"),
+    (["--policy", "a=popularity", "--policy", "a=random"], "given twice"),
+    (["--policy", "a=magic"], "unknown policy spec"),
+    (["--policy", "a=random", "--estimator", "magic"], "--estimator"),
+    (["--policy", "a=random", "--format", "xml"], "--format"),
+    (["--policy", "a=random", "--metric", "clicks"], "--metric"),
+])
+def test_offline_bad_options_exit_2(logged_run, args, message):
+    r = offline("--logs", logged_run, *args)
+    assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_offline_bad_logs_exit_2(tmp_path):
+    simulate(SimConfig().replace(n_users=20, days=1, seed=1), tmp_path / "plain", "popularity")
+    r = offline("--logs", tmp_path / "plain", "--policy", "random")
+    assert r.exit_code == 2 and "--explore/--temperature" in r.output, r.output
+    r = offline("--logs", tmp_path / "missing", "--policy", "random")
+    assert r.exit_code == 2 and "not a run directory" in r.output, r.output
+
+
+def test_offline_warns_when_the_logging_policy_gave_no_support(tmp_path):
+    """Slates logged by the deterministic popularity policy: the oracle's other choices are unsupported."""
+    simulate(SimConfig().replace(n_users=40, days=1, seed=2, log_slates=True), tmp_path / "greedy", "popularity")
+    r = offline("--logs", tmp_path / "greedy", "--policy", "oracle", "--policy", "pop=popularity", "--estimator", "ips",
+                "--format", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert any(w.startswith("oracle: the logging policy gave no support") for w in out["warnings"])
+    assert not any(w.startswith("pop:") for w in out["warnings"])
+    for res in out["results"]:
+        if res["policy"] == "oracle":
+            assert "no_support" in res["flags"] and res["support"] < 0.5
+        else:  # the logging policy itself: weights 1, full support, the on-policy value
+            assert "no_support" not in res["flags"] and res["abs_effect"] == pytest.approx(0.0, abs=1e-9)
