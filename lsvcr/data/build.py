@@ -1,0 +1,191 @@
+"""Build an LSVCR dataset from a simulation's event log (`lsvcr data build`).
+
+Definitions (every threshold is a ``BuildConfig`` field):
+
+* A **positive video engagement** is a *long play* (watch seconds >= ``long_play_fraction`` x the
+  video's duration) or an interaction with that video's comments; only the first one per
+  (user, video) counts. The **video history** is these videos in time order.
+* A **comment interaction** is a comment like, a comment read of at least ``long_read_s`` seconds,
+  or a comment the user posted. A **comment record** is ``(video, [comments interacted with])`` per
+  (user, video), timed by its first interaction. Posted comments stay in the history records but
+  are never targets (a user is not recommended their own comment).
+* **Video task** targets: each positive video after the first; **comment task** targets: each
+  record with at least one non-posted comment. Histories hold what happened strictly before the
+  target (at most ``history_len`` most recent entries).
+* **Leave-last-out** per user and task: the last target is the test target, the second last the
+  validation target (users with >= 3 targets; others train only). Training histories of a user
+  never contain that user's validation/test targets of either task (those videos are removed).
+* ``comment_list`` of each video: its comments by like count (desc), then age.
+
+Only the observable files are read: ``videos.parquet``, ``comments.parquet``, ``events.parquet``
+(or ``events/``); never ``truth/``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from lsvcr.data.layout import Dataset, Examples
+from lsvcr.errors import InputError
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    long_play_fraction: float = 0.8
+    long_read_s: float = 2.5
+    history_len: int = 50
+    min_targets_for_eval: int = 3
+
+    def __post_init__(self):
+        if not 0 < self.long_play_fraction <= 1:
+            raise InputError(f"long_play_fraction must be in (0, 1], got {self.long_play_fraction}")
+        if self.history_len < 1:
+            raise InputError(f"history_len must be >= 1, got {self.history_len}")
+        if self.min_targets_for_eval < 3:
+            raise InputError("min_targets_for_eval must be >= 3 (one train, one val, one test target)")
+
+
+def _events_source(run: Path) -> str:
+    if (run / "events.parquet").is_file():
+        return str(run / "events.parquet")
+    if (run / "events").is_dir():
+        return str(run / "events" / "**" / "*.parquet")
+    raise InputError(f"missing event log {run / 'events.parquet'} (or {run / 'events'}/)")
+
+
+def _require(run: Path, name: str) -> str:
+    p = run / name
+    if not p.is_file():
+        raise InputError(f"missing simulation file {p}")
+    return str(p)
+
+
+def _read_run(run: Path, cfg: BuildConfig):
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    ev, vids, coms = _events_source(run), _require(run, "videos.parquet"), _require(run, "comments.parquet")
+    try:
+        videos = con.execute(f"SELECT video_id, title FROM read_parquet('{vids}') ORDER BY video_id").fetchnumpy()
+        comments = con.execute(
+            f"SELECT comment_id, video_id, text FROM read_parquet('{coms}') "
+            "ORDER BY video_id, like_count DESC, created_ts, comment_id").fetchnumpy()
+        base = f"(SELECT ts, user_id, CAST(event AS VARCHAR) AS event, video_id, comment_id, value FROM read_parquet('{ev}'))"
+        plays = con.execute(
+            f"SELECT e.user_id, e.video_id, min(e.ts) AS ts FROM {base} e JOIN read_parquet('{vids}') v "
+            f"ON e.video_id = v.video_id WHERE e.event = 'play' AND e.value >= {cfg.long_play_fraction} * v.duration_s "
+            "GROUP BY 1, 2").fetchnumpy()
+        inter = con.execute(
+            f"SELECT e.user_id, c.video_id, e.comment_id, min(e.ts) AS ts, bool_or(e.event = 'comment_post') AS posted "
+            f"FROM {base} e JOIN read_parquet('{coms}') c ON e.comment_id = c.comment_id "
+            f"WHERE e.event IN ('comment_like', 'comment_post') OR (e.event = 'comment_read' AND e.value >= {cfg.long_read_s}) "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 4, 3").fetchnumpy()
+    except duckdb.Error as e:
+        raise InputError(f"{run}: cannot read the simulation files ({str(e).splitlines()[0]})") from None
+    return videos, comments, plays, inter
+
+
+def _user_timelines(plays, inter):
+    """user -> (videos [(ts, v)], records [(ts, v, [comments], [positive comments])])."""
+    first: dict[tuple[int, int], float] = {}
+    for u, v, t in zip(plays["user_id"], plays["video_id"], plays["ts"]):
+        first[(int(u), int(v))] = float(t)
+    records: dict[tuple[int, int], list] = {}
+    for u, v, c, t, posted in zip(inter["user_id"], inter["video_id"], inter["comment_id"], inter["ts"], inter["posted"]):
+        key = (int(u), int(v))
+        rec = records.setdefault(key, [float(t), int(v), [], []])
+        rec[2].append(int(c))
+        if not posted:
+            rec[3].append(int(c))
+        first[key] = min(first.get(key, np.inf), float(t))
+    users: dict[int, tuple[list, list]] = {}
+    for (u, v), t in first.items():
+        users.setdefault(u, ([], []))[0].append((t, v))
+    for (u, _), rec in records.items():
+        users.setdefault(u, ([], []))[1].append(tuple(rec))
+    for vs, rs in users.values():
+        vs.sort()
+        rs.sort(key=lambda r: (r[0], r[1]))
+    return users
+
+
+def _split_targets(n: int, min_eval: int) -> list[str]:
+    if n < min_eval:
+        return ["train"] * n
+    return ["train"] * (n - 2) + ["val", "test"]
+
+
+def build_dataset(run_dir: str | Path, cfg: BuildConfig = BuildConfig()) -> Dataset:
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise InputError(f"simulation directory {run} does not exist")
+    videos, comments, plays, inter = _read_run(run, cfg)
+    if not len(videos["video_id"]):
+        raise InputError(f"{run / 'videos.parquet'}: no videos")
+    video_ids = ["[PAD]"] + [str(int(v)) for v in videos["video_id"]]
+    vidx = {int(v): i + 1 for i, v in enumerate(videos["video_id"])}
+    titles = [""] + [str(t) for t in videos["title"]]
+    comment_ids = ["[PAD]"] + [str(int(c)) for c in comments["comment_id"]]
+    cidx = {int(c): i + 1 for i, c in enumerate(comments["comment_id"])}
+    texts = [""] + [str(t) for t in comments["text"]]
+    lists: list[list[int]] = [[] for _ in video_ids]
+    for i, v in enumerate(comments["video_id"]):  # already in popularity order within each video
+        if int(v) not in vidx:
+            raise InputError(f"{run / 'comments.parquet'}: comment {int(comments['comment_id'][i])} has unknown video_id {int(v)}")
+        lists[vidx[int(v)]].append(i + 1)
+    for v in np.concatenate([plays["video_id"], inter["video_id"]]):
+        if int(v) not in vidx:
+            raise InputError(f"{run / 'events.parquet'}: unknown video_id {int(v)}")
+
+    L = cfg.history_len
+    out = {task: {s: Examples.empty(task == "comment") for s in ("train", "val", "test")} for task in ("video", "comment")}
+    for task in out.values():
+        for ex in task.values():
+            ex.target = []  # appended to below, an array again at the end
+    n_pos_videos = n_comment_inter = 0
+    for u in sorted(_user_timelines(plays, inter).items()):
+        user, (vs, rs) = u
+        n_pos_videos += len(vs)
+        n_comment_inter += sum(len(r[2]) for r in rs)
+        vt = [t for t, _ in vs]
+        vv = [vidx[v] for _, v in vs]
+        rt = [r[0] for r in rs]
+        rv = [vidx[r[1]] for r in rs]
+        rc = [np.array([cidx[c] for c in r[2]], np.int64) for r in rs]
+        rec_splits = _split_targets(len(vs) - 1, cfg.min_targets_for_eval)
+        targets = [j for j, r in enumerate(rs) if r[3]]
+        com_splits = _split_targets(len(targets), cfg.min_targets_for_eval)
+        held_videos = {vv[j + 1] for j, s in enumerate(rec_splits) if s != "train"}
+        held_records = {rv[targets[j]] for j, s in enumerate(com_splits) if s != "train"}
+
+        def histories(t: float, train: bool):
+            vh = [v for ts, v in zip(vt, vv) if ts < t and not (train and v in held_videos)][-L:]
+            ks = [k for k, ts in enumerate(rt) if ts < t and not (train and rv[k] in held_records)][-L:]
+            return np.array(vh, np.int64), np.array([rv[k] for k in ks], np.int64), [rc[k] for k in ks]
+
+        for j, split in enumerate(rec_splits):
+            t = vt[j + 1]
+            vh, rvh, rch = histories(t, split == "train")
+            if not len(vh) and not len(rvh):
+                continue
+            ex = out["video"][split]
+            ex.users.append(str(user)); ex.video_hist.append(vh); ex.record_videos.append(rvh)
+            ex.record_comments.append(rch); ex.target.append(vv[j + 1])
+        for j, split in zip(targets, com_splits):
+            vh, rvh, rch = histories(rt[j], split == "train")
+            if not len(vh) and not len(rvh):
+                continue
+            ex = out["comment"][split]
+            ex.users.append(str(user)); ex.video_hist.append(vh); ex.record_videos.append(rvh)
+            ex.record_comments.append(rch); ex.target.append(rv[j])
+            ex.pos_comments.append(np.array([cidx[c] for c in rs[j][3]], np.int64))
+    for task in out.values():
+        for ex in task.values():
+            ex.target = np.array(ex.target, np.int64)
+    if not len(out["video"]["train"]):
+        raise InputError(f"{run}: no user has two positively engaged videos; nothing to train on")
+    meta = {"source": "simulation", "run_dir": str(run), "build": asdict(cfg),
+            "interactions": {"positive_videos": n_pos_videos, "comment_interactions": n_comment_inter}}
+    return Dataset(video_ids, comment_ids, titles, texts, [np.array(x, np.int64) for x in lists], out, meta)

@@ -1,0 +1,172 @@
+"""Evaluation of any scorer on both tasks, under the paper's sampled protocol or full ranking.
+
+* Video task — ``sampled100``: the target plus 99 uniformly sampled other videos; ``full``: every
+  video. Seen videos are not masked (as in RecBole's protocol).
+* Comment task — ``sampled100``: all comments of the target video if <= 100, else every positive
+  plus random same-video negatives up to 100; ``full``: all comments of the target video.
+  Several positives per list.
+
+Candidates depend only on the dataset, the split and the seed, so every model sees the same lists.
+Metrics: lsvcr/metrics.py (pessimistic ties).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lsvcr.data.layout import Dataset
+from lsvcr.data.loader import Batch, TaskTensors, user_sequences
+from lsvcr.errors import InputError
+from lsvcr.metrics import mean_metrics, per_row_metrics
+from lsvcr.recommender import LSVCRRecommender
+from lsvcr.sasrec import SASRec
+
+PROTOCOLS = ("sampled100", "full")
+N_SAMPLED = 100
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    protocol: str = "sampled100"
+    split: str = "test"
+    seed: int = 0
+    batch_size: int = 1024
+    max_len: int = 50
+    max_record_comments: int = 8
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.split not in ("train", "val", "test"):
+            raise InputError(f"--split must be train, val or test, got {self.split!r}")
+
+
+# ------------------------------------------------------------------------------------------
+# candidates
+# ------------------------------------------------------------------------------------------
+def video_candidates(target: np.ndarray, n_videos: int, rng: np.random.Generator) -> np.ndarray:
+    """[N, 100] target first, then 99 distinct uniformly drawn other videos (all if fewer)."""
+    k = min(N_SAMPLED - 1, n_videos - 2)
+    out = np.empty((len(target), k + 1), np.int64)
+    out[:, 0] = target
+    for i, t in enumerate(target):
+        draw = rng.choice(n_videos - 2, size=k, replace=False) + 1  # from 1..V-2, skip the target
+        out[i, 1:] = np.where(draw >= t, draw + 1, draw)
+    return out
+
+
+def comment_candidates(ds: Dataset, target: np.ndarray, positives: list[np.ndarray], protocol: str,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates [N, M] 0-padded, relevant [N, M]) from the target video's comment list."""
+    lists = []
+    for t, pos in zip(target, positives):
+        pool = ds.comment_lists[t]
+        neg = pool[~np.isin(pool, pos)]
+        if protocol == "sampled100" and len(pos) + len(neg) > N_SAMPLED:
+            keep = max(N_SAMPLED - len(pos), 0)
+            neg = rng.choice(neg, size=keep, replace=False) if keep else neg[:0]
+        lists.append((np.unique(pos), neg))
+    width = max(len(p) + len(n) for p, n in lists)
+    cand = np.zeros((len(lists), width), np.int64)
+    rel = np.zeros((len(lists), width), bool)
+    for i, (p, n) in enumerate(lists):
+        cand[i, : len(p)], cand[i, len(p): len(p) + len(n)] = p, n
+        rel[i, : len(p)] = True
+    return cand, rel
+
+
+# ------------------------------------------------------------------------------------------
+# scorers
+# ------------------------------------------------------------------------------------------
+class Popularity:
+    """Videos by how many training users engaged with them; comments by their like-count order."""
+
+    name = "popularity"
+
+    def __init__(self, ds: Dataset):
+        counts = np.zeros(ds.n_videos)
+        for s in user_sequences(ds.splits["video"]["train"]):
+            np.add.at(counts, s, 1.0)
+        counts[0] = 0.0
+        self.video_pop = torch.from_numpy(counts).float()  # [V]
+        rank = np.zeros(ds.n_comments)
+        for cl in ds.comment_lists:
+            rank[cl] = -np.arange(len(cl), dtype=np.float64)  # most liked first
+        self.comment_pop = torch.from_numpy(rank).float()  # [C]
+
+    def video(self, b: Batch, cand: torch.Tensor | None) -> torch.Tensor:
+        pop = self.video_pop.expand(len(b.target), -1)
+        return pop if cand is None else self.video_pop[cand]
+
+    def comment(self, b: Batch, cand: torch.Tensor) -> torch.Tensor:
+        return self.comment_pop[cand]
+
+
+class ModelScorer:
+    """A trained LSVCR or SASRec; tasks it was not trained for fall back to ``fallback``."""
+
+    def __init__(self, model: torch.nn.Module, tasks: tuple[str, ...], fallback: Popularity | None = None,
+                 device: str = "cpu"):
+        self.model, self.tasks, self.fallback, self.device = model.eval(), tasks, fallback, device
+        self.name = "lsvcr" if isinstance(model, LSVCRRecommender) else "sasrec"
+
+    @torch.no_grad()
+    def video(self, b: Batch, cand: torch.Tensor | None) -> torch.Tensor:
+        if "video" not in self.tasks:
+            return self.fallback.video(b, cand)
+        b, c = b.to(self.device), None if cand is None else cand.to(self.device)
+        if isinstance(self.model, SASRec):
+            u = self.model.user_repr(b.video_hist)
+        else:
+            u = self.model.user_repr(b, "video")
+        return self.model.video_scores(u, c).float().cpu()
+
+    @torch.no_grad()
+    def comment(self, b: Batch, cand: torch.Tensor) -> torch.Tensor:
+        if "comment" not in self.tasks:
+            return self.fallback.comment(b, cand)
+        b = b.to(self.device)
+        u = self.model.user_repr(b, "comment")
+        return self.model.comment_scores(u, cand.to(self.device)).float().cpu()
+
+
+# ------------------------------------------------------------------------------------------
+# the evaluation loop
+# ------------------------------------------------------------------------------------------
+def evaluate_task(scorer, ds: Dataset, task: str, cfg: EvalConfig, tensors: TaskTensors | None = None) -> dict:
+    ex = ds.splits[task][cfg.split]
+    if not len(ex):
+        return {"n": 0}
+    rng = np.random.default_rng([cfg.seed, 0 if task == "video" else 1])
+    tt = tensors or TaskTensors(ex, cfg.max_len, cfg.max_record_comments)
+    rows = []
+    if task == "video":
+        cand = video_candidates(ex.target, ds.n_videos, rng) if cfg.protocol == "sampled100" else None
+        for b in tt.batches(cfg.batch_size):
+            if cand is None:
+                s = scorer.video(b, None)  # [B, V]
+                rel = torch.zeros_like(s, dtype=torch.bool)
+                rel[torch.arange(len(b.target)), b.target] = True
+                valid = torch.ones_like(rel)
+                valid[:, 0] = False
+            else:
+                c = torch.from_numpy(cand[b.rows])
+                s, rel, valid = scorer.video(b, c), torch.zeros(c.shape, dtype=torch.bool), None
+                rel[:, 0] = True
+            rows.append(per_row_metrics(s, rel, valid))
+    else:
+        cand, rel = comment_candidates(ds, ex.target, ex.pos_comments, cfg.protocol, rng)
+        for b in tt.batches(cfg.batch_size):
+            c, r = cand[b.rows], rel[b.rows]
+            w = max(int((c > 0).sum(1).max()), 1)
+            c, r = torch.from_numpy(c[:, :w]), torch.from_numpy(r[:, :w])
+            rows.append(per_row_metrics(scorer.comment(b, c), r, c > 0))
+    return {"n": len(ex), **mean_metrics(rows)}
+
+
+def evaluate(scorer, ds: Dataset, cfg: EvalConfig, tasks: tuple[str, ...] | None = None) -> dict:
+    tasks = tasks or ds.tasks
+    return {"model": scorer.name, "protocol": cfg.protocol, "split": cfg.split, "seed": cfg.seed,
+            "tasks": {t: evaluate_task(scorer, ds, t, cfg) for t in tasks}}

@@ -1,0 +1,122 @@
+"""The stage-2 LSVCR recommender: the SR backbone on frozen item texts.
+
+Frozen 384-d text embeddings (``titles`` [V, 384], ``comments`` [C, 384]) go through the trainable
+projection MLP ``384 -> 96 -> GELU -> 256`` (the method's ``hidden -> hidden/4 -> GELU -> 256`` on
+the LLM output; here on MiniLM, see lsvcr/text.py), then into the backbone's adapter.
+
+* A history video is its title plus one popular comment: random among its top-3 in training,
+  the top-1 at evaluation (zeros for a video without comments).
+* A comment-history record is its video's title plus the mean of its comments' embeddings.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lsvcr.config import LSVCRConfig, TextConfig
+from lsvcr.data.loader import Batch
+from lsvcr.sr import Histories, LSVCRBackbone
+
+
+def top_comments(comment_lists: list[np.ndarray], k: int = 3) -> torch.Tensor:
+    """[V, k] the k most popular comments of each video (0 = none)."""
+    out = torch.zeros(len(comment_lists), k, dtype=torch.long)
+    for v, cl in enumerate(comment_lists):
+        cl = torch.as_tensor(cl[:k], dtype=torch.long)
+        out[v, : len(cl)] = cl
+    return out
+
+
+class LSVCRRecommender(nn.Module):
+    def __init__(self, cfg: LSVCRConfig, text_cfg: TextConfig, n_videos: int, n_comments: int,
+                 popular: torch.Tensor):
+        super().__init__()
+        self.cfg, self.text_cfg = cfg, text_cfg
+        self.n_videos, self.n_comments = n_videos, n_comments
+        hid = text_cfg.input_dim
+        self.project = nn.Sequential(nn.Linear(hid, hid // 4), nn.GELU(), nn.Linear(hid // 4, text_cfg.output_dim))
+        self.backbone = LSVCRBackbone(cfg, n_videos)
+        nn.init.normal_(self.project[0].weight, 0.0, cfg.init_std)
+        nn.init.normal_(self.project[2].weight, 0.0, cfg.init_std)
+        nn.init.zeros_(self.project[0].bias)
+        nn.init.zeros_(self.project[2].bias)
+        self.register_buffer("popular", popular.long(), persistent=True)  # [V, 3]
+        self.register_buffer("title_text", torch.zeros(n_videos, hid), persistent=False)  # [V, 384]
+        self.register_buffer("comment_text", torch.zeros(n_comments, hid), persistent=False)  # [C, 384]
+
+    def set_text(self, titles: torch.Tensor, comments: torch.Tensor) -> None:
+        self.title_text = titles.to(self.popular.device, torch.float32)
+        self.comment_text = comments.to(self.popular.device, torch.float32)
+
+    # ---- text --------------------------------------------------------------------------------
+    def _text(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Projected 256-d text of ``idx`` (any shape), zeros at padding; the MLP runs once per unique id."""
+        uniq, inv = torch.unique(idx, return_inverse=True)
+        return self._project_unique(table, uniq)[inv]  # [..., 256]
+
+    def _project_unique(self, table: torch.Tensor, uniq: torch.Tensor) -> torch.Tensor:
+        out = self.project(table[uniq])  # [U, 256]
+        return out * (uniq > 0).unsqueeze(-1).to(out.dtype)  # the padding id projects to zeros
+
+    def record_comments(self, comments: torch.Tensor) -> torch.Tensor:
+        """[B, Lc, K] comment indices -> [B, Lc, 256] mean projected embedding of each record's comments."""
+        B, L, K = comments.shape
+        uniq, inv = torch.unique(comments, return_inverse=True)
+        w = (comments > 0).to(self.comment_text.dtype)
+        w = w / w.sum(-1, keepdim=True).clamp(min=1.0)  # [B, Lc, K] mean weights, 0 at padding
+        bags = F.embedding_bag(inv.view(B * L, K), self._project_unique(self.comment_text, uniq),
+                               per_sample_weights=w.view(B * L, K), mode="sum")
+        return bags.view(B, L, -1)
+
+    def title(self, videos: torch.Tensor) -> torch.Tensor:
+        return self._text(self.title_text, videos)
+
+    def comment(self, comments: torch.Tensor) -> torch.Tensor:
+        return self._text(self.comment_text, comments)
+
+    # ---- histories -------------------------------------------------------------------------------
+    def histories(self, b: Batch, generator: torch.Generator | None = None) -> Histories:
+        vh, rv, rc = b.video_hist, b.record_videos, b.record_comments
+        top = self.popular[vh]  # [B, Lv, 3]
+        if self.training:
+            n = (top > 0).sum(-1).clamp(min=1)  # [B, Lv]
+            r = torch.rand(vh.shape, generator=generator, device=vh.device)
+            pick = top.gather(-1, (r * n).long().clamp(max=top.shape[-1] - 1).unsqueeze(-1)).squeeze(-1)
+        else:
+            pick = top[..., 0]
+        record_comment = self.record_comments(rc)  # [B, Lc, 256]
+        return Histories(
+            video_title=self.title(vh), video_comment=self.comment(pick), video_ids=vh, video_mask=vh > 0,
+            record_title=self.title(rv), record_comment=record_comment, record_ids=rv, record_mask=rv > 0,
+        )
+
+    # ---- tasks -----------------------------------------------------------------------------------
+    def all_video_candidates(self) -> torch.Tensor:
+        """[V, d] every video, normalised (row 0 is the padding id)."""
+        ids = torch.arange(self.n_videos, device=self.popular.device)
+        return self.backbone.video_candidates(self.project(self.title_text), ids)
+
+    def user_repr(self, b: Batch, task: str, generator: torch.Generator | None = None) -> torch.Tensor:
+        enc = self.backbone.encode(self.histories(b, generator))
+        query = None
+        if task == "comment":
+            query = self.backbone.video_item(self.title(b.target), b.target)  # [B, d]
+        return self.backbone.task_repr(enc, task, query)  # [B, d]
+
+    def video_scores(self, user: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, V] over all videos, or [B, N] over ``candidates`` [B, N] video indices."""
+        if candidates is None:
+            return self.backbone.scores(user, self.all_video_candidates())
+        c = self.backbone.video_candidates(self.title(candidates), candidates)  # [B, N, d]
+        return self.backbone.scores(user, c)
+
+    def comment_scores(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """[B, N] for candidate comment indices [B, N]."""
+        return self.backbone.scores(user, self.backbone.comment_candidates(self.comment(candidates)))
+
+    def id_and_text(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[V, d] ID embeddings and [V, d] adapted title embeddings (for the ID-text contrast)."""
+        bb = self.backbone
+        return bb.video_id.weight, bb.adapter(self.project(self.title_text))
