@@ -411,7 +411,7 @@ def resolve_policy(spec: str, world, comments, config):
     if sep and kind in ("sasrec", "lsvcr") and path:
         from lsvcr.policy import load_policy
 
-        return load_policy(kind, Path(path), world_titles=world.titles)
+        return load_policy(kind, Path(path))
     fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
 
 

@@ -19,6 +19,7 @@ from lsvcr.recommender import LSVCRRecommender, top_comments
 from lsvcr.sasrec import SASRec
 
 FORMAT_VERSION = 1
+IDS_FILE = "ids.json"
 
 
 def describe(model: torch.nn.Module, dataset: Dataset, finetune_cfg, tasks: tuple[str, ...]) -> dict:
@@ -32,11 +33,17 @@ def describe(model: torch.nn.Module, dataset: Dataset, finetune_cfg, tasks: tupl
     return out
 
 
-def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metrics: dict | None = None) -> Path:
+def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metrics: dict | None = None,
+                   dataset: Dataset | None = None) -> Path:
+    """Write the model directory; with ``dataset``, also its id lists (``ids.json``), which serving
+    (lsvcr.policy) needs to map platform ids to the model's rows."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    if dataset is not None:
+        (tmp / IDS_FILE).write_text(json.dumps({"video_ids": dataset.video_ids, "comment_ids": dataset.comment_ids,
+                                                "build": dataset.meta.get("build")}))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
     if isinstance(model, LSVCRRecommender):

@@ -181,6 +181,7 @@ class Platform:
             comment_video=c.video,
             comment_likes=c.likes.copy(),
             video_comment_rows=list(c.rows_of_video),
+            comment_text=c.text,
         )
 
     # ----------------------------------------------------------------------------------------

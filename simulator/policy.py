@@ -36,6 +36,7 @@ class WorldView:
     comment_video: np.ndarray  # [C]
     comment_likes: np.ndarray  # [C] like counts
     video_comment_rows: list[np.ndarray]  # per video: its comment rows, oldest first
+    comment_text: list[str]  # [C] (a model embeds comments it has not seen from their text)
 
 
 @dataclass(slots=True)

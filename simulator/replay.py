@@ -331,6 +331,7 @@ def _views(run: Path, config: SimConfig, world: World, store: CommentStore, q: d
             comment_video=store.video[:n_d],
             comment_likes=likes[:n_d].copy(),
             video_comment_rows=[r[: np.searchsorted(r, n_d)] for r in store.rows_of_video],
+            comment_text=store.text,
         ))
         likes += np.bincount(like_rows[like_day == d], minlength=n_rows)
         recent = config.popularity_decay * recent + np.bincount(

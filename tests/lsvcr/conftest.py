@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lsvcr.config import FinetuneConfig
+from lsvcr.train import train_model
 from simulator import schema
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -128,3 +130,14 @@ def tiny_sim_data(tmp_path_factory, tiny_sim_run) -> Path:
     from lsvcr.data.layout import write_dataset
 
     return write_dataset(build_dataset(tiny_sim_run), tmp_path_factory.mktemp("simdata") / "data")
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    out["sasrec"] = root / "sasrec"
+    train_model(synthetic_data, out["sasrec"], FinetuneConfig(model="sasrec", epochs=12, sasrec_batch_size=16))
+    out["lsvcr"] = root / "lsvcr"
+    train_model(synthetic_data, out["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=8, batch_size=64))
+    return out

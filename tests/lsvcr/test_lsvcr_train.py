@@ -10,22 +10,10 @@ from typer.testing import CliRunner
 
 from cli import app
 from lsvcr.checkpoint import load_model
-from lsvcr.config import FinetuneConfig
 from lsvcr.data.layout import read_dataset
 from lsvcr.errors import InputError
 from lsvcr.evaluate import EvalConfig, ModelScorer, Popularity, evaluate
-from lsvcr.train import evaluate_model, train_model
-
-
-@pytest.fixture(scope="module")
-def trained(synthetic_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    out = {}
-    out["sasrec"] = root / "sasrec"
-    train_model(synthetic_data, out["sasrec"], FinetuneConfig(model="sasrec", epochs=12, sasrec_batch_size=16))
-    out["lsvcr"] = root / "lsvcr"
-    train_model(synthetic_data, out["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=8, batch_size=64))
-    return out
+from lsvcr.train import evaluate_model
 
 
 @pytest.mark.parametrize("protocol", ["sampled100", "full"])
