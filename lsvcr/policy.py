@@ -56,6 +56,8 @@ class ModelPolicy:
         ids = json.loads(ids_path.read_text())
         torch.set_num_threads(threads)
         self.model, self.kind, self.tasks = model.eval(), kind, tuple(cfg["tasks"])
+        if isinstance(model, LSVCRRecommender):
+            model.serve()  # project every known text once
         self.name = f"{kind}:{model_dir.name}"
         build = ids.get("build") or {}
         self.long_play = float(build.get("long_play_fraction", BuildConfig().long_play_fraction))
@@ -86,6 +88,7 @@ class ModelPolicy:
             start = self.model.comment_text.shape[0]
             self.model.comment_text = torch.cat([self.model.comment_text, emb.to(self.model.comment_text)])
             self.new_comments.update({c: start + i for i, c in enumerate(missing)})
+            self.model.serve()
         return [self.comment_index.get(c) or self.new_comments.get(c, 0) for c in ids]
 
     # ---- histories ---------------------------------------------------------------------------

@@ -45,10 +45,12 @@ class LSVCRRecommender(nn.Module):
         self.register_buffer("popular", popular.long(), persistent=True)  # [V, 3]
         self.register_buffer("title_text", torch.zeros(n_videos, hid), persistent=False)  # [V, 384]
         self.register_buffer("comment_text", torch.zeros(n_comments, hid), persistent=False)  # [C, 384]
+        self._serving: tuple[torch.Tensor, torch.Tensor] | None = None  # projected texts (serve())
 
     def set_text(self, titles: torch.Tensor, comments: torch.Tensor) -> None:
         self.title_text = titles.to(self.popular.device, torch.float32)
         self.comment_text = comments.to(self.popular.device, torch.float32)
+        self._serving = None
 
     # ---- text --------------------------------------------------------------------------------
     def _text(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -57,8 +59,21 @@ class LSVCRRecommender(nn.Module):
         return self._project_unique(table, uniq)[inv]  # [..., 256]
 
     def _project_unique(self, table: torch.Tensor, uniq: torch.Tensor) -> torch.Tensor:
+        if self._serving is not None and not self.training:
+            return self._serving[0 if table is self.title_text else 1][uniq]
         out = self.project(table[uniq])  # [U, 256]
         return out * (uniq > 0).unsqueeze(-1).to(out.dtype)  # the padding id projects to zeros
+
+    @torch.no_grad()
+    def serve(self) -> "LSVCRRecommender":
+        """Eval mode with every text projected once (call again after growing ``comment_text``)."""
+        self.eval()
+        self._serving = None
+        self._serving = tuple(
+            self._project_unique(table, torch.arange(len(table), device=table.device))
+            for table in (self.title_text, self.comment_text)
+        )
+        return self
 
     def record_comments(self, comments: torch.Tensor) -> torch.Tensor:
         """[B, Lc, K] comment indices -> [B, Lc, 256] mean projected embedding of each record's comments."""
