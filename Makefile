@@ -30,6 +30,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/simulate.py
 	$(PY) bench/abtest.py
+	$(PY) bench/sr_train.py
+	$(PY) bench/abtest_run.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -131,25 +131,128 @@ def simulate(
     console.print(f"wrote {out}")
 
 
+DEMO_SIZES = {
+    "default": dict(users=2000, videos=1000, days=2, ab_users=2000, sasrec_epochs=30, lsvcr_epochs=6),
+    "quick": dict(users=300, videos=300, days=1, ab_users=300, sasrec_epochs=10, lsvcr_epochs=3),
+}
+
+
+def run_demo(out: Path, quick: bool, seed: int) -> dict:
+    """The whole pipeline on the embedded default world; every artifact under ``out``:
+    world/ (logging run) → data/ → models/{sasrec,lsvcr} → offline_eval.json → offline_policy.json
+    → ab/ (pre-period + experiment) → report.{json,md,html} → summary.md."""
+    import json
+    import shutil
+    import time
+
+    from abtest.decision import decide
+    from abtest.render import emit, to_json
+    from abtest.report import ReportConfig, build_report
+    from lsvcr.config import FinetuneConfig
+    from lsvcr.data.build import build_dataset
+    from lsvcr.data.layout import write_dataset
+    from lsvcr.evaluate import EvalConfig
+    from lsvcr.train import evaluate_model, train_model
+    from simulator.experiment import run_experiment, world_config
+
+    size = DEMO_SIZES["quick" if quick else "default"]
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("world", "data", "models", "ab", ".world.new"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    timings: dict[str, float] = {}
+
+    def stage(name: str):
+        console.rule(f"[bold]{name}")
+        timings[name] = time.perf_counter()
+
+    def done(name: str):
+        timings[name] = time.perf_counter() - timings[name]
+
+    stage("1. simulate the platform under an exploring logging policy")
+    cfg = _simulation_config(None, seed=seed, n_users=size["users"], n_videos=size["videos"], days=size["days"])
+    summary = _run_simulation(cfg, out / "world", "popularity", 0.1, None, None, quiet=False)
+    render_simulation_summary(summary)
+    done("1. simulate the platform under an exploring logging policy")
+
+    stage("2. build the dataset")
+    ds = build_dataset(out / "world")
+    write_dataset(ds, out / "data")
+    render_dataset_stats(ds, out / "data")
+    done("2. build the dataset")
+
+    stage("3. train the control (SASRec) and the treatment (LSVCR)")
+    models = {"sasrec": out / "models" / "sasrec", "lsvcr": out / "models" / "lsvcr"}
+    train_model(out / "data", models["sasrec"], FinetuneConfig(model="sasrec", epochs=size["sasrec_epochs"], seed=seed), console)
+    train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"], seed=seed), console)
+    done("3. train the control (SASRec) and the treatment (LSVCR)")
+
+    stage("4. evaluate offline (test split)")
+    offline_eval = {}
+    for name, model in (("popularity", "popularity"), ("sasrec", str(models["sasrec"])), ("lsvcr", str(models["lsvcr"]))):
+        for protocol in ("sampled100", "full"):
+            result = evaluate_model(model, out / "data", EvalConfig(protocol=protocol, split="test", seed=seed))
+            offline_eval.setdefault(name, {})[protocol] = result["tasks"]
+            render_metrics(result)
+    (out / "offline_eval.json").write_text(json.dumps(offline_eval, indent=1))
+    done("4. evaluate offline (test split)")
+
+    stage("5. compare the arms offline, from the logs (off-policy)")
+    specs = {"control": f"sasrec:{models['sasrec']}", "treatment": f"lsvcr:{models['lsvcr']}", "oracle": "oracle"}
+    offline = offline_comparison(out / "world", specs, {"video": ["watch_s"], "comment": ["read_s"]}, "all", 0.05)
+    (out / "offline_policy.json").write_text(json.dumps(offline, indent=1, allow_nan=False))
+    render_offline(offline, console)
+    done("5. compare the arms offline, from the logs (off-policy)")
+
+    stage("6. online A/B on simulated users (1 pre-period day, 1 experiment day)")
+    base = world_config(out / "world")
+    ab_cfg = base.replace(n_users=size["ab_users"], days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
+
+    def factory(spec):
+        return lambda w, comments, config: resolve_policy(spec, w, comments, config)
+
+    ab_summary = run_experiment(ab_cfg, out / "ab", factory(specs["control"]), factory(specs["treatment"]),
+                                (specs["control"], specs["treatment"]), world_dir=out / "world")
+    console.print(f"{ab_summary['users']} users, {ab_summary['events']:,} events in {ab_summary['wall_s']:.0f} s")
+    done("6. online A/B on simulated users (1 pre-period day, 1 experiment day)")
+
+    stage("7. report")
+    report = build_report(out / "ab", ReportConfig())
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    emit(report, "table", None, console)
+    for fmt in ("json", "markdown", "html"):
+        emit(report, fmt, out / f"report.{ {'markdown': 'md'}.get(fmt, fmt) }", console)
+    decision = decide(json.loads(to_json(report)), "comment_watch_time", ("video_watch_time", "sessions"))
+    done("7. report")
+
+    lines = [f"# LSVCR demo — verdict: **{decision.verdict.upper()}**", ""]
+    lines += [f"* {r}" for r in decision.reasons]
+    treat = next((r for r in offline["results"] if r["policy"] == "treatment" and r["kind"] == "comment"
+                  and r["estimator"] == "dr" and r["level"] == "slate"), None)
+    if treat is not None and treat.get("rel_effect") is not None:
+        lines.append(f"* offline (before launch, DR on the logs): comment read time per comment slate "
+                     f"{100 * treat['rel_effect']:+.1f}% vs the logging policy")
+    lines += ["", "Paper (Kuaishou online A/B): +4.13% comment watch time.", "",
+              "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in timings.items()]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    console.rule("[bold]summary")
+    console.print("\n".join(lines), highlight=False)
+    console.print(f"every artifact is in {out}")
+    return {"verdict": decision.verdict, "reasons": decision.reasons, "timings": timings}
+
+
 @app.command()
 @handles_input_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for every artifact of the demo."),
-    quick: bool = typer.Option(False, "--quick", help="A smaller world for a fast look."),
+    quick: bool = typer.Option(False, "--quick", help="A small world for a fast look (about 3 minutes)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Run the pipeline on the embedded default world (for now: a default simulation and its calibration)."""
-    import shutil
-
-    cfg = _simulation_config(None, seed=seed, **({"n_users": 300, "days": 1} if quick else {}))
-    target = out / "simulation"
-    staging = out / ".simulation.new"
-    shutil.rmtree(staging, ignore_errors=True)
-    summary = _run_simulation(cfg, staging, "popularity", None, None, None, quiet=False)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    render_simulation_summary(summary)
-    console.print(f"wrote {target}")
+    """The whole pipeline on the embedded default world: simulate under an exploring logging policy,
+    build the dataset, train SASRec (control) and LSVCR (treatment), evaluate offline, compare the arms
+    off-policy from the logs, run an online A/B with a pre-period, report, and call it:
+    ship / don't ship / inconclusive."""
+    run_demo(out, quick, seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +342,24 @@ def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory (official LSVCR layout)."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     model: str = typer.Option("lsvcr", "--model", help="lsvcr | sasrec (the control: video ids only)."),
-    task: str = typer.Option("video", "--task", help="video | comment | both (sasrec: video)."),
-    stage: str = typer.Option("finetune", "--stage", help="finetune (stage 2 on frozen text embeddings)."),
+    task: Optional[str] = typer.Option(None, "--task", help="video | comment | both (sasrec: video). Default: both with --stage all, else video."),
+    stage: str = typer.Option("finetune", "--stage", help="finetune (stage 2 on frozen text embeddings; MiniLM, or an aligned dir with --init) | align (stage 1 only: --out becomes the aligned dir) | all (align -> embed -> fine-tune)."),
+    no_align: bool = typer.Option(False, "--no-align", help="With --stage all: skip stage 1 (the ablation; same as --stage finetune)."),
+    init: Optional[Path] = typer.Option(None, "--init", help="--stage finetune: start from this aligned dir (written by --stage align)."),
+    aligned_out: Optional[Path] = typer.Option(None, "--aligned-out", help="--stage all: where the aligned dir goes (default: OUT-aligned beside OUT)."),
+    llm: str = typer.Option("minilm", "--llm", help="Stage 1 LLM: minilm (packaged, offline) or a local Hugging Face model dir (encoder or decoder)."),
+    llm_kind: str = typer.Option("auto", "--llm-kind", help="auto | encoder | decoder"),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run modelling code shipped with the LLM checkpoint (ChatGLM); only for checkpoints you trust."),
+    dtype: str = typer.Option("float32", "--dtype", help="LLM weights: float32 | bfloat16 | float16"),
+    prompt_templates: Optional[Path] = typer.Option(None, "--prompt-templates", help="Replace the English prompt templates (.json/.toml; two per task)."),
+    align_batch_size: int = typer.Option(128, "--align-batch-size", help="Stage 1 global batch (both tasks mixed; split over --ddp ranks)."),
+    align_lr: float = typer.Option(3e-4, "--align-lr", help="Stage 1 AdamW lr (3 % warm-up, linear decay)."),
+    align_epochs: int = typer.Option(1, "--align-epochs", help="Stage 1 epochs."),
+    align_steps: Optional[int] = typer.Option(None, "--align-steps", help="Stop stage 1 after this many steps (CPU budgets)."),
+    max_prompt_tokens: int = typer.Option(512, "--max-prompt-tokens", help="Prompt + response tokens; oldest history lines are dropped first, never the response."),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Stage 1: checkpoint every N steps (0: never)."),
+    resume: bool = typer.Option(False, "--resume", help="Stage 1: continue an interrupted run from its checkpoint (same options)."),
+    ddp: int = typer.Option(0, "--ddp", help="Stage 1 on N local processes (torchrun; gloo on CPU, nccl on GPUs)."),
     epochs: int = typer.Option(50, "--epochs", help="At most this many epochs (early stopping on val NDCG@5, patience 5)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per batch (default 512 for lsvcr; user windows, default 64, for sasrec)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
@@ -249,21 +368,62 @@ def train(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read the original code's pickled id lists (pickle can run code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a recommender: LSVCR stage-2 fine-tuning or the SASRec control.
+    """Train a recommender: LSVCR (stage 1 alignment with an LLM under LoRA, stage 2 fine-tuning) or
+    the SASRec control.
 
-    Example: lsvcr train --data runs/data --out runs/model-video --model lsvcr --task video
+    Example: lsvcr train --data runs/data --out runs/model --stage all --align-steps 200
     """
+    import os
     from dataclasses import replace
 
     from lsvcr.config import FinetuneConfig
-    from lsvcr.train import train_model
+    from lsvcr.train import align_model, train_model
 
-    if stage != "finetune":
-        fail(f"--stage {stage!r} is not available yet (only finetune)")
+    if stage not in ("finetune", "align", "all"):
+        fail(f"--stage must be finetune, align or all, got {stage!r}")
+    if stage != "finetune" and model != "lsvcr":
+        fail(f"--stage {stage} applies to --model lsvcr only (the control has no stage 1)")
+    if init is not None and stage != "finetune":
+        fail("--init goes with --stage finetune (--stage all aligns itself)")
+    if no_align and stage != "all":
+        fail("--no-align goes with --stage all")
+    task = task or ("both" if stage == "all" else "video")
     cfg = FinetuneConfig(model=model, task=task, epochs=epochs, device=device, seed=seed, threads=threads)
     if batch_size is not None:
         cfg = replace(cfg, batch_size=batch_size, sasrec_batch_size=batch_size)
-    metrics = train_model(data, out, cfg, None if quiet else err_console, allow_pickle)
+    if stage in ("align", "all") and not no_align:
+        from lsvcr.align import AlignConfig
+
+        acfg = AlignConfig(llm=llm, llm_kind=llm_kind, dtype=dtype, trust_remote_code=trust_remote_code,
+                           prompt_templates=str(prompt_templates) if prompt_templates else None,
+                           batch_size=align_batch_size, lr=align_lr, epochs=align_epochs, max_steps=align_steps,
+                           max_prompt_tokens=max_prompt_tokens, checkpoint_every=checkpoint_every, seed=seed,
+                           threads=threads, device=device)
+        init = out if stage == "align" else (aligned_out or out.with_name(out.name + "-aligned"))
+        if ddp > 1:
+            import subprocess
+
+            args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ddp}",
+                    "-m", "lsvcr.align", "--data", str(data), "--out", str(init), "--llm", llm, "--llm-kind", llm_kind,
+                    "--dtype", dtype, "--align-batch-size", str(align_batch_size), "--align-lr", str(align_lr),
+                    "--align-epochs", str(align_epochs), "--max-prompt-tokens", str(max_prompt_tokens),
+                    "--checkpoint-every", str(checkpoint_every), "--seed", str(seed), "--threads", str(threads),
+                    "--device", device]
+            args += ["--align-steps", str(align_steps)] if align_steps else []
+            args += ["--prompt-templates", str(prompt_templates)] if prompt_templates else []
+            args += [flag for flag, on in (("--trust-remote-code", trust_remote_code), ("--resume", resume),
+                                           ("--allow-pickle", allow_pickle), ("-q", quiet)) if on]
+            if subprocess.run(args).returncode != 0:
+                fail(f"stage 1 under --ddp {ddp} failed (see the output above)")
+        else:
+            rep = align_model(data, init, acfg, None if quiet else err_console, allow_pickle, resume)
+            if int(os.environ.get("RANK", "0")) == 0:
+                last = rep["losses"][-1] if rep["losses"] else {}
+                console.print(f"stage 1: {rep['steps']} steps, {rep['samples_per_s']:.2f} samples/s, last loss "
+                              + " ".join(f"{k} {v:.4f}" for k, v in last.items()) + f"; wrote {init}")
+        if stage == "align":
+            return
+    metrics = train_model(data, out, cfg, None if quiet else err_console, allow_pickle, init)
     tr = metrics["train"]
     console.print(f"best epoch {tr['best_epoch']} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
                   f"{tr['train_seconds']:.1f} s training, {tr['targets_per_s']:,.0f} targets/s")
@@ -508,43 +668,10 @@ def render_offline(result: dict, target: Console) -> None:
         target.print(table)
 
 
-@abtest_app.command("offline")
-@handles_input_errors
-def abtest_offline(
-    logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --explore EPS or --temperature T): slates.parquet with propensities."),
-    policy: list[str] = typer.Option(..., "--policy", metavar="NAME=SPEC", help=f"A candidate policy (repeatable); SPEC: {POLICY_SPECS}."),
-    estimator: str = typer.Option("all", "--estimator", help="ips | snips | dm | dr | all. Top item: IPS, SNIPS, DM, DR; whole slate: ips = independent, reward-interaction and standard IPS, snips = their self-normalised forms, dm, dr (position-wise)."),
-    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="watch_s, plays (video requests) | read_s, reads, likes (comment requests); repeatable (default: watch_s and read_s)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
-    fmt: str = typer.Option("table", "--format", help="table | json"),
-    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
-) -> None:
-    """Compare policies offline: off-policy estimates of their video and comment metrics, with CIs and
-    lifts against the logging policy, from a run logged with exploration.
-
-    Example: lsvcr abtest offline --logs runs/explore --policy pop=popularity --policy oracle=oracle
-    """
-    import io
-    import json
-
-    from abtest.ope import ESTIMATORS, compare
-    from abtest.render import write_atomic
-    from simulator.replay import METRICS, load_run, replay
-
-    if fmt not in ("table", "json"):
-        fail(f"--format {fmt!r}: choose table or json")
-    if estimator not in ESTIMATORS:
-        fail(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
-    if not 0.0 < alpha < 1.0:
-        fail(f"--alpha must be in (0, 1), got {alpha}")
-    known = [m for names in METRICS.values() for m in names]
-    for m in metric:
-        if m not in known:
-            fail(f"--metric {m!r}: choose among {', '.join(known)}")
-    chosen = metric or ["watch_s", "read_s"]
-    metrics = {kind: [m for m in chosen if m in names] for kind, names in METRICS.items()}
-    metrics = {kind: names for kind, names in metrics.items() if names}
-    specs = _named_specs(policy)
+def offline_comparison(logs: Path, specs: dict, metrics: dict, estimator: str = "all", alpha: float = 0.05) -> dict:
+    """Replay each named policy SPEC on a logging run and estimate its metrics off-policy."""
+    from abtest.ope import compare
+    from simulator.replay import load_run, replay
 
     log = load_run(logs)
     policies = {name: resolve_policy(spec, log.world, log.comments, log.config) for name, spec in specs.items()}
@@ -565,6 +692,46 @@ def abtest_offline(
                            f"the logging policy's others and are biased for targets that change the whole top "
                            f"{preview} (they understate the oracle); rips is unbiased from position {preview} on and "
                            f"sips throughout, where the logs support them"]
+    return result
+
+
+@abtest_app.command("offline")
+@handles_input_errors
+def abtest_offline(
+    logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --explore EPS or --temperature T): slates.parquet with propensities."),
+    policy: list[str] = typer.Option(..., "--policy", metavar="NAME=SPEC", help=f"A candidate policy (repeatable); SPEC: {POLICY_SPECS}."),
+    estimator: str = typer.Option("all", "--estimator", help="ips | snips | dm | dr | all. Top item: IPS, SNIPS, DM, DR; whole slate: ips = independent, reward-interaction and standard IPS, snips = their self-normalised forms, dm, dr (position-wise)."),
+    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="watch_s, plays (video requests) | read_s, reads, likes (comment requests); repeatable (default: watch_s and read_s)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
+    fmt: str = typer.Option("table", "--format", help="table | json"),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
+) -> None:
+    """Compare policies offline: off-policy estimates of their video and comment metrics, with CIs and
+    lifts against the logging policy, from a run logged with exploration.
+
+    Example: lsvcr abtest offline --logs runs/explore --policy pop=popularity --policy oracle=oracle
+    """
+    import io
+    import json
+
+    from abtest.ope import ESTIMATORS
+    from abtest.render import write_atomic
+    from simulator.replay import METRICS
+
+    if fmt not in ("table", "json"):
+        fail(f"--format {fmt!r}: choose table or json")
+    if estimator not in ESTIMATORS:
+        fail(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+    if not 0.0 < alpha < 1.0:
+        fail(f"--alpha must be in (0, 1), got {alpha}")
+    known = [m for names in METRICS.values() for m in names]
+    for m in metric:
+        if m not in known:
+            fail(f"--metric {m!r}: choose among {', '.join(known)}")
+    chosen = metric or ["watch_s", "read_s"]
+    metrics = {kind: [m for m in chosen if m in names] for kind, names in METRICS.items()}
+    metrics = {kind: names for kind, names in metrics.items() if names}
+    result = offline_comparison(logs, _named_specs(policy), metrics, estimator, alpha)
     for warning in result["warnings"]:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for note in result.get("notes", []):

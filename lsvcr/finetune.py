@@ -128,12 +128,20 @@ def _fit(model, step: Callable, epoch_batches: Callable, ds: Dataset, tasks, cfg
 
 def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments: torch.Tensor,
                 model_cfg: LSVCRConfig = LSVCRConfig(), text_cfg: TextConfig = TextConfig(),
-                console: Console | None = None, on_epoch=None, max_seconds=None) -> tuple[LSVCRRecommender, TrainReport]:
+                console: Console | None = None, on_epoch=None, max_seconds=None,
+                init_state: dict[str, torch.Tensor] | None = None) -> tuple[LSVCRRecommender, TrainReport]:
+    """Stage 2. ``init_state``: starting weights from stage 1 (``lsvcr.align.stage2_state``); the
+    video-ID table and the gate, new in stage 2, keep their fresh initialisation."""
     tasks = cfg.tasks
     for t in tasks:
         if not len(ds.splits[t]["train"]):
             raise InputError(f"the dataset has no training examples for the {t} task")
     model = LSVCRRecommender(model_cfg, text_cfg, ds.n_videos, ds.n_comments, top_comments(ds.comment_lists))
+    if init_state is not None:
+        missing, unexpected = model.load_state_dict(init_state, strict=False)
+        bad = sorted(set(missing) - {"backbone.video_id.weight", "backbone.gate", "popular"}) + sorted(unexpected)
+        if bad:
+            raise InputError(f"the aligned weights do not fit the stage-2 model ({', '.join(bad[:3])})")
     model.set_text(titles, comments)
     model.to(cfg.device)
     train = {t: TaskTensors(ds.splits[t]["train"], model_cfg.max_len, cfg.max_record_comments) for t in tasks}

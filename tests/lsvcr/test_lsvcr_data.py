@@ -3,7 +3,6 @@ import json
 import pickle
 import shutil
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner

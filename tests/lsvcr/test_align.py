@@ -1,0 +1,195 @@
+"""Stage 1 (lsvcr/align.py): one step with a tiny causal LM and with MiniLM, bit-exact resume, two
+gloo ranks equal one process on the global batch, and `lsvcr train --stage all` end to end."""
+import json
+import math
+import os
+import re
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from cli import app
+from lsvcr import distributed
+from lsvcr.align import AlignConfig, align, average_gradients, build_aligner, stage2_state, trainable, train_step
+from lsvcr.align_data import AlignSamples, rank_slice
+from lsvcr.config import LSVCRConfig
+from lsvcr.data.layout import read_dataset
+from lsvcr.evaluate import EvalConfig
+from lsvcr.prompts import DEFAULT_TEMPLATES, PromptExample, collate, encode_example, render_prompt
+from lsvcr.train import evaluate_model
+
+
+def build_tiny_lm(directory, ds) -> str:
+    """A 2-layer, hidden-32 Llama with a WordLevel tokenizer over the dataset's and templates' words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    split = lambda t: re.findall(r"\w+|[^\w\s]+", t)
+    words = set()
+    for task, cur in (("video", None), ("comment", "x")):
+        for i in (0, 1):
+            words |= set(split(render_prompt(PromptExample(task, [("a", "b")], [("a", ["b"])], "r", cur), i)))
+    for t in list(ds.titles) + list(ds.comment_texts) + [str(i) for i in range(60)] + ["(none)"]:
+        words |= set(split(t))
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "<s>", "</s>", *sorted(words)])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                                         pad_token_id=0, bos_token_id=2, eos_token_id=3))
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def ds(synthetic_data):
+    return read_dataset(synthetic_data)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory, ds):
+    return build_tiny_lm(tmp_path_factory.mktemp("tinyllama"), ds)
+
+
+def tiny_cfg(llm, **kw) -> AlignConfig:
+    return AlignConfig(**{"llm": llm, "batch_size": 8, "max_prompt_tokens": 160, "max_steps": 4, **kw})
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "minilm"])
+def test_one_alignment_step(which, ds, tiny_lm):
+    cfg = tiny_cfg(tiny_lm if which == "tiny_llama" else "minilm", max_prompt_tokens=128)
+    aligner = build_aligner(ds, cfg)
+    decoder = which == "tiny_llama"
+    assert aligner.llm.is_decoder == decoder
+    assert not aligner.sr.cfg.use_id and aligner.sr.cfg.max_len == 50
+    samples = AlignSamples(ds)
+    batch = samples.batch(samples.order(0, 0)[: cfg.batch_size], 0, 0)
+    assert {"video", "comment"} == set(batch.tasks)  # one batch mixes both tasks
+    assert batch.video_hist.shape[1] <= 20 and batch.record_comments.shape[2] <= 3
+    vp, real = batch.video_pos, batch.video_hist > 0
+    assert int(vp[real].max()) < 50 and bool(((vp[:, 1:] > vp[:, :-1]) | ~real[:, 1:]).all())  # sorted random ids
+    # shapes of the LLM call: user [B, 64], item texts [N, 256]
+    texts, t_ids, c_ids = aligner._texts(batch)
+    encoded = [encode_example(p, aligner.llm.tokenizer, DEFAULT_TEMPLATES, max_length=128, with_response=decoder,
+                              template_index=t) for p, t in zip(batch.prompts, batch.templates)]
+    out = aligner.llm(**collate(encoded, aligner.llm.tokenizer.pad_token_id), **aligner.llm.tokenize_texts(texts))
+    assert out.user.shape == (8, 64) and out.text.shape == (len(t_ids) + len(c_ids), 256)
+    assert (out.logits is not None) == decoder
+
+    params = list(trainable(aligner).values())
+    frozen = {n: p.detach().clone() for n, p in aligner.named_parameters() if not p.requires_grad}
+    sr_before = {n: p.detach().clone() for n, p in aligner.sr.named_parameters()}
+    assert frozen and all("lora_" not in n for n in frozen)
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    losses = train_step(aligner, opt, params, batch, 1e-3, seed=0)
+    for name, v in losses._asdict().items():
+        if name == "lm" and not decoder:
+            assert v is None  # an encoder skips L_LM
+        else:
+            assert v is not None and math.isfinite(float(v)), name
+    assert all(torch.equal(p, frozen[n]) for n, p in aligner.named_parameters() if not p.requires_grad)
+    assert all(not torch.equal(p, sr_before[n]) for n, p in aligner.sr.named_parameters() if n.startswith(("adapter", "merge")))
+    lora_b = [p for n, p in aligner.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)  # LoRA moved from its zero init
+
+
+def test_resume_reproduces_the_uninterrupted_run(ds, tiny_lm, tmp_path, monkeypatch):
+    cfg = tiny_cfg(tiny_lm, checkpoint_every=2)
+    full = align(ds, tmp_path / "full", cfg)
+    assert full.steps == 4 and len(full.losses) == 4
+    original = AlignSamples.batch
+
+    def crash_at_step_3(self, idx, seed, step):
+        if step == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, idx, seed, step)
+
+    monkeypatch.setattr(AlignSamples, "batch", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        align(ds, tmp_path / "cut", cfg)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "trainer.json").read_text())["step"] == 2
+    assert set(load_file(str(tmp_path / "cut" / "checkpoint" / "optimizer.safetensors")))  # AdamW state as tensors
+    monkeypatch.setattr(AlignSamples, "batch", original)
+    resumed = align(ds, tmp_path / "cut", cfg, resume=True)
+    assert resumed.steps == 4 and resumed.losses == full.losses
+    for rel in ("sr.safetensors", "llm/text_projector.safetensors", "llm/user_head.safetensors",
+                "llm/lora/adapter_model.safetensors", "text_embeddings.safetensors"):
+        a, b = load_file(str(tmp_path / "full" / rel)), load_file(str(tmp_path / "cut" / rel))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), rel
+    assert not (tmp_path / "cut" / "checkpoint").exists()
+    # stage 2 starts from the aligned weights; position tables padded, learned rows copied
+    state = stage2_state(tmp_path / "full", LSVCRConfig(max_len=64))
+    sr = load_file(str(tmp_path / "full" / "sr.safetensors"))
+    assert state["backbone.pos_video.weight"].shape == (64, 64)
+    assert torch.equal(state["backbone.pos_video.weight"][:50], sr["pos_video.weight"])
+    assert "backbone.video_id.weight" not in state and "project.0.weight" in state
+
+
+def _ddp_worker(rank, world, port, lm_dir, data_dir, ref):
+    torch.set_num_threads(1)
+    ds = read_dataset(data_dir)
+    cfg = tiny_cfg(lm_dir)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    distributed.init_from_env(backend="gloo")
+    try:
+        aligner = build_aligner(ds, cfg).eval()  # no dropout: the comparison is exact up to rounding
+        samples = AlignSamples(ds)
+        batch = samples.batch(samples.order(0, 0)[:8], 0, 0)
+        local = batch.slice(*rank_slice(len(batch), rank, world))
+        losses = aligner(local)
+        losses.total.backward()
+        average_gradients(list(trainable(aligner).values()))
+        for name, v in losses._asdict().items():
+            mean = distributed.all_reduce_mean(v.detach())
+            assert torch.allclose(mean.double(), ref[name], atol=1e-5, rtol=1e-5), (name, float(mean), float(ref[name]))
+        for n, p in trainable(aligner).items():
+            if n in ref["grads"]:
+                assert torch.allclose(p.grad, ref["grads"][n], atol=1e-5, rtol=1e-3), n
+    finally:
+        distributed.shutdown()
+
+
+def test_two_gloo_ranks_equal_one_process_on_the_global_batch(ds, tiny_lm, synthetic_data):
+    assert not distributed.is_distributed()
+    aligner = build_aligner(ds, tiny_cfg(tiny_lm)).eval()
+    samples = AlignSamples(ds)
+    losses = aligner(samples.batch(samples.order(0, 0)[:8], 0, 0))
+    losses.total.backward()
+    ref = {k: v.detach().double() for k, v in losses._asdict().items()}
+    names = [n for n in trainable(aligner) if n.startswith("sr.") or "lora_A" in n or "text_projector" in n or "user_head" in n]
+    ref["grads"] = {n: p.grad.clone() for n, p in trainable(aligner).items() if n in names}
+    assert ref["lm"] is not None and len(ref["grads"]) > 20
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, tiny_lm, str(synthetic_data), ref), nprocs=2, join=True)
+
+
+def test_train_stage_all_end_to_end_beats_popularity(synthetic_data, tmp_path):
+    run = CliRunner().invoke
+    out = tmp_path / "model"
+    r = run(app, ["train", "--data", str(synthetic_data), "--out", str(out), "--stage", "all", "--align-steps", "2",
+                  "--align-batch-size", "16", "--max-prompt-tokens", "128", "--epochs", "8", "--batch-size", "64", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "stage 1: 2 steps" in r.output
+    aligned = tmp_path / "model-aligned"
+    assert {"align.json", "sr.safetensors", "text_embeddings.safetensors", "llm"} <= {p.name for p in aligned.iterdir()}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["tasks"] == ["video", "comment"] and cfg["text_config"]["encoder"] == "aligned:minilm"
+    assert json.loads((out / "metrics.json").read_text())["train"]["aligned_from"] == str(aligned)
+    r = run(app, ["evaluate", "--model", str(out), "--data", str(synthetic_data), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)["tasks"]
+    pop = evaluate_model("popularity", synthetic_data, EvalConfig())["tasks"]
+    for task in ("video", "comment"):
+        assert res[task]["ndcg@10"] > pop[task]["ndcg@10"] + 0.05, (task, res[task], pop[task])
+    r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "x"), "--stage", "align", "--no-align"])
+    assert r.exit_code == 2
