@@ -28,10 +28,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 bench: $(STAMP)
-	$(PY) bench/simulate.py
-	$(PY) bench/abtest.py
-	$(PY) bench/sr_train.py
-	$(PY) bench/abtest_run.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,0 +1,58 @@
+"""Run every benchmark and write bench/results.md from what they print (nothing typed by hand).
+
+Each benchmark measures us against a peer in the same run and prints the ratio:
+simulate.py (bare simpy), abtest.py (tea-tasting 1.14), sr_train.py (RecBole 1.2.1 SASRec),
+abtest_run.py (the popularity arm). `make bench` runs this.
+
+    python bench/run_all.py [--only simulate,abtest] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = {
+    "simulate": (["simulate.py"], ["simulate.py", "--users", "2000", "--repeats", "1"]),
+    "abtest": (["abtest.py"], ["abtest.py", "--users", "1000000"]),
+    "sr_train": (["sr_train.py"], ["sr_train.py"]),
+    "abtest_run": (["abtest_run.py"], ["abtest_run.py", "--users", "2000"]),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the reported figures)")
+    args = ap.parse_args()
+    sections = []
+    for name in args.only.split(","):
+        full, quick = BENCHMARKS[name]
+        cmd = [sys.executable, str(HERE / (quick if args.quick else full)[0]), *(quick if args.quick else full)[1:]]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        start = time.perf_counter()
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        lines = [ln for ln in run.stdout.splitlines() if ln.strip()]
+        print("\n".join(lines), flush=True)
+        status = "ok" if run.returncode == 0 else f"FAILED (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}"
+        sections.append(f"## {name}\n\n`python bench/{' '.join(cmd[1:][:1] + cmd[2:])}` — {wall:.0f} s, {status}\n\n```\n"
+                        + "\n".join(lines) + "\n```\n")
+    header = (f"# Benchmark results\n\nWritten by `make bench` (bench/run_all.py) on "
+              f"{datetime.date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}. "
+              "Every figure is a ratio against a peer measured in the same run; the machine is shared and "
+              "noisy, so compare ratios, not absolute times.\n\n")
+    out = HERE / "results.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(header + "\n".join(sections))
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
