@@ -132,8 +132,8 @@ def simulate(
 
 
 DEMO_SIZES = {
-    "default": dict(users=2000, videos=1000, days=2, ab_users=2000, sasrec_epochs=30, lsvcr_epochs=6),
-    "quick": dict(users=300, videos=300, days=1, ab_users=300, sasrec_epochs=10, lsvcr_epochs=3),
+    "default": dict(users=1000, videos=1000, days=2, ab_users=2000, sasrec_epochs=30, lsvcr_epochs=4, align_steps=10),
+    "quick": dict(users=300, videos=300, days=1, ab_users=300, sasrec_epochs=10, lsvcr_epochs=2, align_steps=2),
 }
 
 
@@ -152,7 +152,8 @@ def run_demo(out: Path, quick: bool, seed: int) -> dict:
     from lsvcr.data.build import build_dataset
     from lsvcr.data.layout import write_dataset
     from lsvcr.evaluate import EvalConfig
-    from lsvcr.train import evaluate_model, train_model
+    from lsvcr.align import AlignConfig
+    from lsvcr.train import align_model, evaluate_model, train_model
     from simulator.experiment import run_experiment, world_config
 
     size = DEMO_SIZES["quick" if quick else "default"]
@@ -180,11 +181,14 @@ def run_demo(out: Path, quick: bool, seed: int) -> dict:
     render_dataset_stats(ds, out / "data")
     done("2. build the dataset")
 
-    stage("3. train the control (SASRec) and the treatment (LSVCR)")
+    stage("3. train the control (SASRec) and the treatment (LSVCR: stage 1 + stage 2)")
     models = {"sasrec": out / "models" / "sasrec", "lsvcr": out / "models" / "lsvcr"}
     train_model(out / "data", models["sasrec"], FinetuneConfig(model="sasrec", epochs=size["sasrec_epochs"], seed=seed), console)
-    train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"], seed=seed), console)
-    done("3. train the control (SASRec) and the treatment (LSVCR)")
+    aligned = out / "models" / "lsvcr-aligned"  # stage 1: the packaged MiniLM under LoRA
+    align_model(out / "data", aligned, AlignConfig(max_steps=size["align_steps"], seed=seed), console)
+    train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"], seed=seed),
+                console, init=aligned)
+    done("3. train the control (SASRec) and the treatment (LSVCR: stage 1 + stage 2)")
 
     stage("4. evaluate offline (test split)")
     offline_eval = {}
