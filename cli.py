@@ -185,7 +185,8 @@ def run_demo(out: Path, quick: bool, seed: int) -> dict:
     models = {"sasrec": out / "models" / "sasrec", "lsvcr": out / "models" / "lsvcr"}
     train_model(out / "data", models["sasrec"], FinetuneConfig(model="sasrec", epochs=size["sasrec_epochs"], seed=seed), console)
     aligned = out / "models" / "lsvcr-aligned"  # stage 1: the packaged MiniLM under LoRA
-    align_model(out / "data", aligned, AlignConfig(max_steps=size["align_steps"], seed=seed), console)
+    align_model(out / "data", aligned, AlignConfig(batch_size=16, max_prompt_tokens=256, max_steps=size["align_steps"],
+                                                   seed=seed), console)
     train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"], seed=seed),
                 console, init=aligned)
     done("3. train the control (SASRec) and the treatment (LSVCR: stage 1 + stage 2)")
