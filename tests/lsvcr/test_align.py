@@ -5,6 +5,7 @@ import math
 import os
 import re
 import socket
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from lsvcr.align import AlignConfig, align, average_gradients, build_aligner, st
 from lsvcr.align_data import AlignSamples, rank_slice
 from lsvcr.config import LSVCRConfig
 from lsvcr.data.layout import read_dataset
+from lsvcr.errors import InputError
 from lsvcr.evaluate import EvalConfig
 from lsvcr.prompts import DEFAULT_TEMPLATES, PromptExample, collate, encode_example, render_prompt
 from lsvcr.train import evaluate_model
@@ -118,6 +120,8 @@ def test_resume_reproduces_the_uninterrupted_run(ds, tiny_lm, tmp_path, monkeypa
     assert json.loads((tmp_path / "cut" / "checkpoint" / "trainer.json").read_text())["step"] == 2
     assert set(load_file(str(tmp_path / "cut" / "checkpoint" / "optimizer.safetensors")))  # AdamW state as tensors
     monkeypatch.setattr(AlignSamples, "batch", original)
+    with pytest.raises(InputError, match="other stage-1 options"):
+        align(ds, tmp_path / "cut", replace(cfg, lr=1e-3), resume=True)
     resumed = align(ds, tmp_path / "cut", cfg, resume=True)
     assert resumed.steps == 4 and resumed.losses == full.losses
     for rel in ("sr.safetensors", "llm/text_projector.safetensors", "llm/user_head.safetensors",
