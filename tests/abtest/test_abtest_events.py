@@ -8,7 +8,7 @@ import pytest
 from abtest.metrics_sql import PRE_PREFIX, STANDARD_MEANS, STANDARD_ORDER
 from abtest.report import ReportConfig, build_report
 from abtest.source import open_source
-from tests.abtest.conftest import ASSIGNMENT, EVENTS, EXPECTED, EXPECTED_PRE, event_rows, write_events
+from tests.abtest.conftest import ASSIGNMENT, EXPECTED, EXPECTED_PRE, event_rows, write_events
 
 
 def user_table(run_dir):
@@ -29,14 +29,6 @@ def check(table):
                 assert row[PRE_PREFIX + metric] is None, (user, metric)
             else:
                 assert row[PRE_PREFIX + metric] == pytest.approx(pre[metric]), (user, metric)
-
-
-def test_fixture_follows_the_simulator_schema():
-    try:
-        from simulator.schema import EVENTS as SIM_EVENTS
-    except Exception:  # the simulator is developed alongside; the restated schema is what matters here
-        pytest.skip("simulator.schema not importable")
-    assert EVENTS.equals(SIM_EVENTS)
 
 
 def test_user_metrics_match_hand_computation(run_dir):
