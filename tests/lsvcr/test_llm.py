@@ -9,7 +9,7 @@ import torch
 from lsvcr.contrastive import lm_loss
 from lsvcr.errors import InputError
 from lsvcr.llm import LLMConfig, TextProjector, last_prompt_hidden, load_llm, mean_pool, model_path
-from lsvcr.prompts import DEFAULT_TEMPLATES, PromptExample, collate, encode_example, render_prompt
+from lsvcr.prompts import PromptExample, collate, encode_example, render_prompt
 
 EXAMPLES = [
     PromptExample("video", [("cats jump", "so cute"), ("dogs run", "fast dog")], [("cats jump", ["love it"])], "birds fly"),

@@ -1,7 +1,6 @@
 """simulate → abtest run → abtest report, through the CLI; and the A/A false-positive rate (slow)."""
 import json
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from scipy.stats import binom
