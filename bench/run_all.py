@@ -41,7 +41,8 @@ def main() -> None:
         lines = [ln for ln in run.stdout.splitlines() if ln.strip()]
         print("\n".join(lines), flush=True)
         status = "ok" if run.returncode == 0 else f"FAILED (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}"
-        sections.append(f"## {name}\n\n`python bench/{' '.join(cmd[1:][:1] + cmd[2:])}` — {wall:.0f} s, {status}\n\n```\n"
+        shown = " ".join([f"bench/{Path(cmd[1]).name}", *cmd[2:]])
+        sections.append(f"## {name}\n\n`python {shown}` — {wall:.0f} s, {status}\n\n```\n"
                         + "\n".join(lines) + "\n```\n")
     header = (f"# Benchmark results\n\nWritten by `make bench` (bench/run_all.py) on "
               f"{datetime.date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}. "
