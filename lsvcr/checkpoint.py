@@ -20,6 +20,7 @@ from lsvcr.sasrec import SASRec
 
 FORMAT_VERSION = 1
 IDS_FILE = "ids.json"
+TEXT_ENCODER_DIR = "text_encoder"  # the aligned LLM's adapter (stage 1), to embed texts first seen in serving
 
 
 def describe(model: torch.nn.Module, dataset: Dataset, finetune_cfg, tasks: tuple[str, ...]) -> dict:
@@ -34,9 +35,11 @@ def describe(model: torch.nn.Module, dataset: Dataset, finetune_cfg, tasks: tupl
 
 
 def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metrics: dict | None = None,
-                   dataset: Dataset | None = None) -> Path:
+                   dataset: Dataset | None = None, text_encoder: str | Path | None = None) -> Path:
     """Write the model directory; with ``dataset``, also its id lists (``ids.json``), which serving
-    (lsvcr.policy) needs to map platform ids to the model's rows."""
+    (lsvcr.policy) needs to map platform ids to the model's rows; with ``text_encoder`` (an aligned
+    dir's ``llm/``: LoRA adapter, text MLP, config — not the base weights), a copy of it in
+    ``text_encoder/``, so that texts first seen in serving are embedded as in training."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -49,6 +52,8 @@ def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metric
     if isinstance(model, LSVCRRecommender):
         text.save_text_embeddings(tmp / text.FILE, model.title_text.cpu(), model.comment_text.cpu(),
                                   config["dataset"]["fingerprint"], model.text_cfg)
+    if text_encoder is not None:
+        shutil.copytree(text_encoder, tmp / TEXT_ENCODER_DIR)
     (tmp / "config.json").write_text(dumps(config))
     if metrics is not None:
         (tmp / "metrics.json").write_text(dumps(metrics))

@@ -6,21 +6,31 @@
   task) from both histories, for every task it was trained on (``lsvcr train --task both``); likes
   rank comments for a video-only model.
 
-The LLM of stage 1 is never loaded: titles and comments the model saw in training keep their frozen
-text embeddings; comments that first appear on the platform (posted during the run) are encoded
-once by the frozen text encoder when a request first shows them.
+The LLM of stage 1 is never loaded for ranking: titles and comments the model saw in training keep
+their frozen text embeddings; comments that first appear on the platform are encoded once, in one
+batch per request batch, by the frozen text encoder the model was trained on (the aligned LLM kept
+in ``DIR/text_encoder/`` after stage 1, else the packaged MiniLM).
 
 Histories follow the dataset's definitions (``lsvcr.data.build``): the video history is the first
 long play of each video (watch fraction >= the build's ``long_play_fraction``) or a video whose
 comments the user engaged with; comment records are (video, comments read, liked or replied to)
 merged per video. (The platform's history does not carry read seconds, so every read counts,
-where the dataset keeps reads of at least ``long_read_s``.)
+where the dataset keeps reads of at least ``long_read_s``.) Each user's histories are kept up to
+date incrementally from the platform's append-only history.
+
+Serving (one user-tower pass per feed page): a video request encodes the user's two histories
+once; the comment requests of the videos played from that page reuse the encoded histories with
+their own video as the query. The comment ranking therefore sees the user as of the page request
+— as on a platform that requests a video's comment list when it starts playing, before the play's
+watch time exists — and the encoder runs once per page instead of once per played video (the
+serving cost, see bench/abtest_run.py). ``simulator.replay`` serves logged requests the same way.
 
 Requests are served in batches (``rank_videos_batch`` / ``rank_comments_batch``); users without any
 usable history get the popularity ranking.
 """
 from __future__ import annotations
 
+import bisect
 import json
 from pathlib import Path
 
@@ -28,16 +38,32 @@ import numpy as np
 import torch
 
 from lsvcr import text
-from lsvcr.checkpoint import IDS_FILE, load_model
-from lsvcr.config import TextConfig
+from lsvcr.checkpoint import IDS_FILE, TEXT_ENCODER_DIR, load_model
 from lsvcr.data.build import BuildConfig
 from lsvcr.data.loader import Batch
 from lsvcr.errors import InputError
 from lsvcr.recommender import LSVCRRecommender
-from simulator.policy import CommentRequest, PopularityPolicy, Slate, VideoRequest
+from lsvcr.sr import Encoded
+from simulator.policy import CommentRequest, History, PopularityPolicy, Slate, VideoRequest
 from simulator.schema import POSTED_COMMENT_BASE
 
 MAX_HISTORY = 50
+
+
+class _User:
+    """One user's model-side histories, synced incrementally from the platform's ``History``."""
+
+    __slots__ = ("history", "plays", "records", "first", "where", "order", "merged", "pages")
+
+    def __init__(self, history: History):
+        self.history = history
+        self.plays = self.records = 0  # entries of ``history`` consumed
+        self.first: dict[int, int] = {}  # video -> index of its first play
+        self.where: dict[int, int] = {}  # video in the video history -> the play index it enters at
+        self.order: list[tuple[int, int]] = []  # the video history: sorted (play index, video)
+        self.merged: dict[int, list[int]] = {}  # video -> its records' comment rows (first-record order)
+        self.pages: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}  # plays at a feed request ->
+        # that page's encoded comment records and mask (None: no usable history then)
 
 
 class ModelPolicy:
@@ -56,8 +82,9 @@ class ModelPolicy:
         ids = json.loads(ids_path.read_text())
         torch.set_num_threads(threads)
         self.model, self.kind, self.tasks = model.eval(), kind, tuple(cfg["tasks"])
-        if isinstance(model, LSVCRRecommender):
-            model.serve()  # project every known text once
+        self.lsvcr = isinstance(model, LSVCRRecommender)
+        if self.lsvcr:
+            model.serve()  # project every known text and candidate once
         self.name = f"{kind}:{model_dir.name}"
         build = ids.get("build") or {}
         self.long_play = float(build.get("long_play_fraction", BuildConfig().long_play_fraction))
@@ -67,9 +94,12 @@ class ModelPolicy:
         self.video_index[video_ids] = np.arange(1, len(video_ids) + 1)
         self.comment_index = {int(c): i for i, c in enumerate(ids["comment_ids"][1:], start=1)
                               if int(c) < POSTED_COMMENT_BASE}
-        self.new_comments: dict[int, int] = {}  # comments first seen while serving -> rows
+        encoder_dir = model_dir / TEXT_ENCODER_DIR
+        self._encoder_dir = encoder_dir if encoder_dir.is_dir() else None
+        self._encoder = None  # loaded when the first unseen comment appears
         self.popularity = PopularityPolicy()
-        self.serves_comments = "comment" in self.tasks and isinstance(self.model, LSVCRRecommender)
+        self.serves_comments = "comment" in self.tasks and self.lsvcr
+        self.users: dict[int, _User] = {}
         self._text_world, self._text_lookup = None, None
 
     # ---- id mapping ------------------------------------------------------------------------
@@ -80,69 +110,101 @@ class ModelPolicy:
         out[known] = self.video_index[ids[known]]
         return out
 
-    def _comments(self, ids: list[int], texts) -> list[int]:
-        """Model rows of comment ids; comments never seen are embedded now (``texts(id) -> str``)."""
-        missing = [c for c in dict.fromkeys(ids) if c not in self.comment_index and c not in self.new_comments]
-        if missing and isinstance(self.model, LSVCRRecommender):
-            emb = text.encode_texts([texts(c) for c in missing], TextConfig())
-            start = self.model.comment_text.shape[0]
-            self.model.comment_text = torch.cat([self.model.comment_text, emb.to(self.model.comment_text)])
-            self.new_comments.update({c: start + i for i, c in enumerate(missing)})
-            self.model.serve()
-        return [self.comment_index.get(c) or self.new_comments.get(c, 0) for c in ids]
+    def _ensure_comments(self, ids, world) -> None:
+        """Give every comment id in ``ids`` a model row, embedding the unseen ones in one batch."""
+        missing = [c for c in dict.fromkeys(ids) if c not in self.comment_index]
+        if not missing or not self.lsvcr:
+            return
+        if self._encoder is None:
+            self._encoder = text.serving_encoder(self._encoder_dir)
+        texts = self._texts(world)
+        emb = text.encode_texts([texts(c) for c in missing], self.model.text_cfg, llm=self._encoder)
+        start = self.model.add_comments(emb)
+        self.comment_index.update({c: start + i for i, c in enumerate(missing)})
 
     # ---- histories ---------------------------------------------------------------------------
-    def _histories(self, requests, world_text) -> tuple[Batch, np.ndarray]:
-        """The batch of histories, and which requests have any usable history."""
-        vids, recs = [], []
-        for r in requests:
-            h = r.history
-            engaged = {v for v, _ in h.comment_records}
-            seen, vh = set(), []
-            for v, f in zip(h.video_ids, h.watch_fraction):
-                if (f >= self.long_play or v in engaged) and v not in seen:
-                    seen.add(v)
-                    vh.append(v)
-            merged: dict[int, list[int]] = {}
-            for v, cs in h.comment_records:
-                merged.setdefault(v, []).extend(cs)
-            vids.append(self._videos(vh[-MAX_HISTORY:]))
-            recs.append(list(merged.items())[-MAX_HISTORY:])
-        B = len(requests)
+    def _user(self, user: int, h: History) -> _User:
+        """The user's state synced with ``h`` (rebuilt when ``h`` is not the history it follows)."""
+        u = self.users.get(user)
+        if u is None or u.history is not h or u.plays > len(h.video_ids) or u.records > len(h.comment_records):
+            pages = u.pages if u is not None else {}
+            u = self.users[user] = _User(h)
+            u.pages = pages
+        for i in range(u.plays, len(h.video_ids)):
+            v = h.video_ids[i]
+            u.first.setdefault(v, i)
+            if h.watch_fraction[i] >= self.long_play or v in u.merged:
+                self._include(u, v, i)
+        u.plays = len(h.video_ids)
+        for v, cs in h.comment_records[u.records:]:
+            if v in u.first:
+                self._include(u, v, u.first[v])
+            rows = u.merged.setdefault(v, [])
+            if self.lsvcr:  # SASRec reads video ids only
+                rows.extend(self.comment_index[c] for c in cs)
+        u.records = len(h.comment_records)
+        return u
+
+    @staticmethod
+    def _include(u: _User, v: int, i: int) -> None:
+        j = u.where.get(v)
+        if j is not None and j <= i:
+            return
+        if j is not None:
+            u.order.remove((j, v))
+        u.where[v] = i
+        bisect.insort(u.order, (i, v))
+
+    def _batch(self, users: list[_User]) -> tuple[Batch, np.ndarray]:
+        """The padded batch of histories, and which users have any usable history."""
+        vids = [self._videos([v for _, v in u.order[-MAX_HISTORY:]]) for u in users]
+        recs = [list(u.merged.items())[-MAX_HISTORY:] for u in users] if self.lsvcr else [[] for _ in users]
+        B = len(users)
         lv = max(1, max(len(v) for v in vids))
         lc = max(1, max(len(r) for r in recs))
         k = max(1, min(self.max_record_comments, max((len(cs) for r in recs for _, cs in r), default=1)))
-        video_hist = torch.zeros(B, lv, dtype=torch.long)
-        record_videos = torch.zeros(B, lc, dtype=torch.long)
-        record_comments = torch.zeros(B, lc, k, dtype=torch.long)
+        video_hist = np.zeros((B, lv), dtype=np.int64)
+        record_videos = np.zeros((B, lc), dtype=np.int64)
+        record_comments = np.zeros((B, lc, k), dtype=np.int64)
         for i, (v, r) in enumerate(zip(vids, recs)):
-            video_hist[i, : len(v)] = torch.from_numpy(v)
+            video_hist[i, : len(v)] = v
             if r:
-                record_videos[i, : len(r)] = torch.from_numpy(self._videos([rv for rv, _ in r]))
-                if isinstance(self.model, LSVCRRecommender):  # SASRec reads video ids only
-                    for j, (_, cs) in enumerate(r):
-                        rows = self._comments(cs[-k:], world_text)
-                        record_comments[i, j, : len(rows)] = torch.tensor(rows)
-        usable = (video_hist > 0).any(1).numpy()
-        if isinstance(self.model, LSVCRRecommender):
-            usable |= (record_videos > 0).any(1).numpy()
-        target = torch.zeros(B, dtype=torch.long)
-        return Batch(video_hist, record_videos, record_comments, target, None, np.arange(B)), usable
+                record_videos[i, : len(r)] = self._videos([rv for rv, _ in r])
+                for j, (_, cs) in enumerate(r):
+                    tail = cs[-k:]
+                    record_comments[i, j, : len(tail)] = tail
+        usable = (video_hist > 0).any(1) | (record_videos > 0).any(1)
+        batch = Batch(torch.from_numpy(video_hist), torch.from_numpy(record_videos),
+                      torch.from_numpy(record_comments), torch.zeros(B, dtype=torch.long), None, np.arange(B))
+        return batch, usable
+
+    def _sync(self, requests) -> list[_User]:
+        if self.lsvcr:  # comments in new history records get rows first (one embedding batch)
+            new = [c for r in requests for _, cs in r.history.comment_records[self._consumed(r)] for c in cs]
+            self._ensure_comments(new, requests[0].world)
+        return [self._user(r.user_id, r.history) for r in requests]
+
+    def _consumed(self, r) -> slice:
+        u = self.users.get(r.user_id)
+        return slice(u.records if u is not None and u.history is r.history else 0, None)
 
     # ---- ranking ---------------------------------------------------------------------------------
     @torch.no_grad()
     def rank_videos_batch(self, requests: list[VideoRequest]) -> list[Slate]:
-        batch, usable = self._histories(requests, self._texts(requests[0].world))
+        users = self._sync(requests)
+        batch, usable = self._batch(users)
         cands = [self._videos(r.candidates) for r in requests]
-        width = max(len(c) for c in cands)
-        cand = torch.zeros(len(requests), width, dtype=torch.long)
+        cand = np.zeros((len(requests), max(len(c) for c in cands)), dtype=np.int64)
         for i, c in enumerate(cands):
-            cand[i, : len(c)] = torch.from_numpy(c)
-        if isinstance(self.model, LSVCRRecommender):
-            user = self.model.user_repr(batch, "video")
+            cand[i, : len(c)] = c
+        if self.lsvcr:
+            enc = self.model.encode(batch)
+            user = self.model.task_repr(enc, "video")
+            if self.serves_comments:
+                self._keep_pages(requests, users, enc, usable)
         else:
             user = self.model.user_repr(batch.video_hist)
-        scores = self.model.video_scores(user, cand).float().numpy()
+        scores = self.model.video_scores(user, torch.from_numpy(cand)).float().numpy()
         out = []
         for i, r in enumerate(requests):
             if not usable[i]:
@@ -152,22 +214,62 @@ class ModelPolicy:
             out.append(Slate.deterministic(r.candidates[np.argsort(-s, kind="stable")[: r.k]]))
         return out
 
+    @staticmethod
+    def _keep_pages(requests, users: list[_User], enc: Encoded, usable: np.ndarray) -> None:
+        lengths = enc.record_mask.sum(1).clamp(min=1).tolist()
+        for i, (r, u) in enumerate(zip(requests, users)):
+            n = lengths[i]
+            u.pages[len(r.history.video_ids)] = (
+                (enc.record[i, :n].clone(), enc.record_mask[i, :n].clone()) if usable[i] else None
+            )
+
+    def _page(self, r: CommentRequest):
+        """The encoded records of the feed page this comment request comes from: the latest page
+        requested at or before the request's number of plays (older pages are dropped). Returns
+        (records, mask), None (no usable history on that page), or False (no page: encode now)."""
+        u = self.users.get(r.user_id)
+        plays = len(r.history.video_ids)
+        keys = [p for p in u.pages if p <= plays] if u is not None else []
+        if not keys:
+            return False
+        key = max(keys)
+        for p in [p for p in u.pages if p < key]:
+            del u.pages[p]
+        return u.pages[key]
+
     @torch.no_grad()
     def rank_comments_batch(self, requests: list[CommentRequest]) -> list[Slate]:
         if not self.serves_comments:
             return [self.popularity.rank_comments(r) for r in requests]
-        texts = self._texts(requests[0].world)
-        batch, usable = self._histories(requests, texts)
-        batch.target = torch.from_numpy(self._videos([r.video_id for r in requests]))
-        rows = [self._comments(r.world.comment_ids[r.candidates].tolist(), texts) for r in requests]
-        width = max(len(c) for c in rows)
-        cand = torch.zeros(len(requests), width, dtype=torch.long)
+        world = requests[0].world
+        ids = [world.comment_ids[r.candidates].tolist() for r in requests]
+        self._ensure_comments([c for cs in ids for c in cs], world)
+        pages = [self._page(r) for r in requests]
+        cold = [i for i, p in enumerate(pages) if p is False]
+        if cold:  # no feed page seen for these users: encode their current histories
+            sub = [requests[i] for i in cold]
+            batch, usable = self._batch(self._sync(sub))
+            enc = self.model.encode(batch)
+            n = enc.record_mask.sum(1).clamp(min=1).tolist()
+            for j, i in enumerate(cold):
+                pages[i] = (enc.record[j, : n[j]], enc.record_mask[j, : n[j]]) if usable[j] else None
+        B, d = len(requests), self.model.cfg.hidden
+        lc = max(1, max(len(p[1]) for p in pages if p is not None) if any(p is not None for p in pages) else 1)
+        record = torch.zeros(B, lc, d)
+        mask = torch.zeros(B, lc, dtype=torch.bool)
+        for i, p in enumerate(pages):
+            if p is not None:
+                record[i, : len(p[1])], mask[i, : len(p[1])] = p
+        target = torch.from_numpy(self._videos([r.video_id for r in requests]))
+        user = self.model.task_repr(Encoded(None, record, None, mask), "comment", target)
+        rows = [[self.comment_index[c] for c in cs] for cs in ids]
+        cand = np.zeros((B, max(len(c) for c in rows)), dtype=np.int64)
         for i, c in enumerate(rows):
-            cand[i, : len(c)] = torch.tensor(c)
-        scores = self.model.comment_scores(self.model.user_repr(batch, "comment"), cand).float().numpy()
+            cand[i, : len(c)] = c
+        scores = self.model.comment_scores(user, torch.from_numpy(cand)).float().numpy()
         out = []
         for i, r in enumerate(requests):
-            if not usable[i]:
+            if pages[i] is None:
                 out.append(self.popularity.rank_comments(r))
                 continue
             s = scores[i, : len(rows[i])]

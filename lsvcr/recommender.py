@@ -10,6 +10,8 @@ the LLM output; here on MiniLM, see lsvcr/text.py), then into the backbone's ada
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,16 @@ from torch import nn
 
 from lsvcr.config import LSVCRConfig, TextConfig
 from lsvcr.data.loader import Batch
-from lsvcr.sr import Histories, LSVCRBackbone
+from lsvcr.sr import Encoded, Histories, LSVCRBackbone
+
+
+class Serving(NamedTuple):
+    """Inference tables (``LSVCRRecommender.serve``): projected texts and normalised candidates."""
+
+    title: torch.Tensor  # [V, 256]
+    comment: torch.Tensor  # [C, 256]
+    video_cand: torch.Tensor  # [V, d]
+    comment_cand: torch.Tensor  # [C, d]
 
 
 def top_comments(comment_lists: list[np.ndarray], k: int = 3) -> torch.Tensor:
@@ -45,7 +56,7 @@ class LSVCRRecommender(nn.Module):
         self.register_buffer("popular", popular.long(), persistent=True)  # [V, 3]
         self.register_buffer("title_text", torch.zeros(n_videos, hid), persistent=False)  # [V, 384]
         self.register_buffer("comment_text", torch.zeros(n_comments, hid), persistent=False)  # [C, 384]
-        self._serving: tuple[torch.Tensor, torch.Tensor] | None = None  # projected texts (serve())
+        self._serving: Serving | None = None  # projected texts and candidate vectors (serve())
 
     def set_text(self, titles: torch.Tensor, comments: torch.Tensor) -> None:
         self.title_text = titles.to(self.popular.device, torch.float32)
@@ -60,20 +71,35 @@ class LSVCRRecommender(nn.Module):
 
     def _project_unique(self, table: torch.Tensor, uniq: torch.Tensor) -> torch.Tensor:
         if self._serving is not None and not self.training:
-            return self._serving[0 if table is self.title_text else 1][uniq]
+            return (self._serving.title if table is self.title_text else self._serving.comment)[uniq]
         out = self.project(table[uniq])  # [U, 256]
         return out * (uniq > 0).unsqueeze(-1).to(out.dtype)  # the padding id projects to zeros
 
     @torch.no_grad()
     def serve(self) -> "LSVCRRecommender":
-        """Eval mode with every text projected once (call again after growing ``comment_text``)."""
+        """Eval mode with every text projected, and every candidate vector computed, once."""
         self.eval()
         self._serving = None
-        self._serving = tuple(
-            self._project_unique(table, torch.arange(len(table), device=table.device))
-            for table in (self.title_text, self.comment_text)
-        )
+        title = self._project_unique(self.title_text, torch.arange(self.n_videos, device=self.popular.device))
+        comment = self._project_unique(self.comment_text, torch.arange(len(self.comment_text), device=self.popular.device))
+        ids = torch.arange(self.n_videos, device=self.popular.device)
+        self._serving = Serving(title, comment, self.backbone.video_candidates(title, ids),
+                                self.backbone.comment_candidates(comment))
         return self
+
+    @torch.no_grad()
+    def add_comments(self, features: torch.Tensor) -> int:
+        """Append frozen text features [N, hidden] of comments first seen while serving; return the
+        row of the first. Only the new rows are projected."""
+        start = len(self.comment_text)
+        features = features.to(self.comment_text)
+        self.comment_text = torch.cat([self.comment_text, features])
+        if self._serving is not None:
+            new = self.project(features)
+            s = self._serving
+            self._serving = Serving(s.title, torch.cat([s.comment, new]), s.video_cand,
+                                    torch.cat([s.comment_cand, self.backbone.comment_candidates(new)]))
+        return start
 
     def record_comments(self, comments: torch.Tensor) -> torch.Tensor:
         """[B, Lc, K] comment indices -> [B, Lc, 256] mean projected embedding of each record's comments."""
@@ -114,21 +140,32 @@ class LSVCRRecommender(nn.Module):
         return self.backbone.video_candidates(self.project(self.title_text), ids)
 
     def user_repr(self, b: Batch, task: str, generator: torch.Generator | None = None) -> torch.Tensor:
-        enc = self.backbone.encode(self.histories(b, generator))
+        return self.task_repr(self.encode(b, generator), task, b.target)  # [B, d]
+
+    def encode(self, b: Batch, generator: torch.Generator | None = None) -> Encoded:
+        """Both histories through the backbone's encoders (shared by the two tasks)."""
+        return self.backbone.encode(self.histories(b, generator))
+
+    def task_repr(self, enc: Encoded, task: str, target: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, d] the user for ``task``; the comment task's query is the ``target`` video [B]."""
         query = None
         if task == "comment":
-            query = self.backbone.video_item(self.title(b.target), b.target)  # [B, d]
-        return self.backbone.task_repr(enc, task, query)  # [B, d]
+            query = self.backbone.video_item(self.title(target), target)  # [B, d]
+        return self.backbone.task_repr(enc, task, query)
 
     def video_scores(self, user: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """[B, V] over all videos, or [B, N] over ``candidates`` [B, N] video indices."""
         if candidates is None:
             return self.backbone.scores(user, self.all_video_candidates())
+        if self._serving is not None and not self.training:
+            return self.backbone.scores(user, self._serving.video_cand[candidates])
         c = self.backbone.video_candidates(self.title(candidates), candidates)  # [B, N, d]
         return self.backbone.scores(user, c)
 
     def comment_scores(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """[B, N] for candidate comment indices [B, N]."""
+        if self._serving is not None and not self.training:
+            return self.backbone.scores(user, self._serving.comment_cand[candidates])
         return self.backbone.scores(user, self.backbone.comment_candidates(self.comment(candidates)))
 
     def id_and_text(self) -> tuple[torch.Tensor, torch.Tensor]:

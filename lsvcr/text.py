@@ -35,6 +35,22 @@ def _default_llm():
     return load_llm(LLMConfig()).eval()
 
 
+def serving_encoder(trained: Path | None = None):
+    """The frozen text encoder a model dir was trained on: the aligned LLM saved in its
+    ``text_encoder/`` (LoRA adapter over the base model named in ``llm_config.json``), or the
+    packaged MiniLM when there is none."""
+    if trained is None:
+        return _default_llm()
+    from lsvcr.llm import LLMConfig, load_llm
+
+    path = Path(trained) / "llm_config.json"
+    try:
+        cfg = LLMConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable ({e})") from None
+    return load_llm(cfg, trained=trained).eval()
+
+
 @torch.no_grad()
 def encode_texts(texts: list[str], cfg: TextConfig = TextConfig(), batch_size: int = 256,
                  progress=None, llm=None) -> torch.Tensor:

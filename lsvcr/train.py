@@ -71,7 +71,8 @@ def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, 
     scorer = ModelScorer(model, cfg.tasks, Popularity(ds))
     metrics = {"train": {k: v for k, v in report.__dict__.items()},
                "test_sampled100": evaluate(scorer, ds, EvalConfig("sampled100", "test", cfg.seed), cfg.tasks)}
-    save_model_dir(out_dir, model, describe(model, ds, replace(cfg, device="cpu"), cfg.tasks), metrics, ds)
+    save_model_dir(out_dir, model, describe(model, ds, replace(cfg, device="cpu"), cfg.tasks), metrics, ds,
+                   text_encoder=None if init is None else Path(init) / "llm")
     return metrics
 
 

@@ -13,6 +13,7 @@ import platform as _platform
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -244,7 +245,7 @@ def _delta_from_json(d: dict) -> DayDelta:
 
 def _atomic(write: Callable[[Path], None], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")  # unique across shards, hosts, threads
     write(tmp)
     os.replace(tmp, path)
 

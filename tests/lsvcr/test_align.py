@@ -14,12 +14,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from cli import app
-from lsvcr import distributed
+from lsvcr import distributed, text
 from lsvcr.align import AlignConfig, align, average_gradients, build_aligner, stage2_state, trainable, train_step
 from lsvcr.align_data import AlignSamples, rank_slice
 from lsvcr.config import LSVCRConfig
 from lsvcr.data.layout import read_dataset
 from lsvcr.errors import InputError
+from lsvcr.policy import ModelPolicy
 from lsvcr.evaluate import EvalConfig
 from lsvcr.prompts import DEFAULT_TEMPLATES, PromptExample, collate, encode_example, render_prompt
 from lsvcr.train import evaluate_model
@@ -195,5 +196,15 @@ def test_train_stage_all_end_to_end_beats_popularity(synthetic_data, tmp_path):
     pop = evaluate_model("popularity", synthetic_data, EvalConfig())["tasks"]
     for task in ("video", "comment"):
         assert res[task]["ndcg@10"] > pop[task]["ndcg@10"] + 0.05, (task, res[task], pop[task])
+    # serving embeds comments first seen on the platform with the aligned encoder kept in the model dir
+    assert (out / "text_encoder" / "llm_config.json").is_file()
+    policy = ModelPolicy("lsvcr", out)
+    assert policy._encoder_dir == out / "text_encoder"
+    ds = read_dataset(synthetic_data)
+    titles, comments = text.load_text_embeddings(aligned / text.FILE)
+    some = [ds.comment_texts[i] for i in (1, 2, 3)]
+    served = text.encode_texts(some, policy.model.text_cfg, llm=text.serving_encoder(policy._encoder_dir))
+    torch.testing.assert_close(served, comments[1:4], atol=1e-5, rtol=1e-4)
+    assert (text.encode_texts(some, policy.model.text_cfg) - served).abs().max() > 1e-4  # not plain MiniLM
     r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "x"), "--stage", "align", "--no-align"])
     assert r.exit_code == 2

@@ -99,3 +99,65 @@ def test_wrong_or_incomplete_model_dirs(trained, tmp_path):
     with pytest.raises(InputError, match="ids.json"):
         ModelPolicy("lsvcr", copy)
     assert json.loads((trained["lsvcr"] / "ids.json").read_text())["video_ids"][0] == "[PAD]"
+
+
+def reference_histories(h: History, long_play: float) -> tuple[list[int], list[int]]:
+    """The dataset's definitions applied to the whole history at once (lsvcr.data.build)."""
+    engaged = {v for v, _ in h.comment_records}
+    seen, videos = set(), []
+    for v, f in zip(h.video_ids, h.watch_fraction):
+        if (f >= long_play or v in engaged) and v not in seen:
+            seen.add(v)
+            videos.append(v)
+    return videos, list(dict.fromkeys(v for v, _ in h.comment_records))
+
+
+def test_incremental_histories_follow_the_definitions(trained, world):
+    policy = ModelPolicy("lsvcr", trained["lsvcr"])
+    rng = np.random.default_rng(3)
+    h = History([], [], [])
+    for step in range(300):
+        v = int(100 + rng.integers(40))
+        if rng.random() < 0.7:
+            h.video_ids.append(v)
+            h.watch_fraction.append(float(rng.random()))
+        else:  # records also for videos played earlier, later, or (rarely) never
+            rows = world.video_comment_rows[v][: 1 + rng.integers(3)]
+            h.comment_records.append((v, world.comment_ids[rows].tolist()))
+        if step % 7 == 0 or step == 299:
+            u = policy._user(0, h)
+            videos, records = reference_histories(h, policy.long_play)
+            assert [v for _, v in u.order] == videos
+            assert list(u.merged) == records
+    merged = {}
+    for v, cs in h.comment_records:
+        merged.setdefault(v, []).extend(policy.comment_index[c] for c in cs)
+    assert u.merged == merged
+    # another History object (a replayed request) rebuilds from scratch, with the same result
+    copy = History(list(h.video_ids), list(h.watch_fraction), list(h.comment_records))
+    assert policy._user(0, copy).order == u.order
+
+
+def test_comment_requests_rank_with_their_feed_page(trained, world):
+    """A comment request uses the user's histories as encoded at the page's video request: the same
+    slate as a fresh policy gets from the page-time history, whatever was appended since."""
+    vids, creqs = requests(world, users=3)
+    served = ModelPolicy("lsvcr", trained["lsvcr"])
+    at_page = [History(list(r.history.video_ids), list(r.history.watch_fraction), list(r.history.comment_records))
+               for r in vids]
+    served.rank_videos_batch(vids)
+    later = []
+    for r, c in zip(vids, creqs):  # the user plays two more videos and reads comments under one
+        r.history.video_ids += [120, 121]
+        r.history.watch_fraction += [0.95, 0.99]
+        r.history.comment_records.append((120, world.comment_ids[world.video_comment_rows[120][:3]].tolist()))
+        later.append(c)
+    fresh = ModelPolicy("lsvcr", trained["lsvcr"])
+    expected = fresh.rank_comments_batch([CommentRequest(c.user_id, c.ts, c.video_id, c.candidates, c.k, h, world, c.rng)
+                                          for c, h in zip(later, at_page)])
+    got = served.rank_comments_batch(later)
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g.items, e.items)
+    # without a page, a policy encodes the current history: here that ranks differently
+    current = ModelPolicy("lsvcr", trained["lsvcr"]).rank_comments_batch(later)
+    assert any(not np.array_equal(c.items, g.items) for c, g in zip(current, got))
