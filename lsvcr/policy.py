@@ -48,6 +48,7 @@ from simulator.policy import CommentRequest, History, PopularityPolicy, Slate, V
 from simulator.schema import POSTED_COMMENT_BASE
 
 MAX_HISTORY = 50
+CHUNK = 64  # requests per encoder sub-batch (at least), grouped by history length
 
 
 class _User:
@@ -189,21 +190,32 @@ class ModelPolicy:
         return slice(u.records if u is not None and u.history is r.history else 0, None)
 
     # ---- ranking ---------------------------------------------------------------------------------
+    def _chunks(self, users: list[_User]):
+        """Sub-batches of users with similar history lengths (padding to the longest history of a
+        whole batch wastes most of the encoder's work): (indices, batch, usable) of each."""
+        lengths = np.array([min(len(u.order), MAX_HISTORY) + min(len(u.merged), MAX_HISTORY) * self.lsvcr
+                            for u in users])
+        for idx in np.array_split(np.argsort(lengths, kind="stable"), max(1, len(users) // CHUNK)):
+            yield idx, *self._batch([users[i] for i in idx])
+
     @torch.no_grad()
     def rank_videos_batch(self, requests: list[VideoRequest]) -> list[Slate]:
         users = self._sync(requests)
-        batch, usable = self._batch(users)
+        user = torch.zeros(len(requests), self.model.cfg.hidden)
+        usable = np.zeros(len(requests), dtype=bool)
+        for idx, batch, ok in self._chunks(users):
+            if self.lsvcr:
+                enc = self.model.encode(batch)
+                user[idx] = self.model.task_repr(enc, "video")
+                if self.serves_comments:
+                    self._keep_pages([requests[i] for i in idx], [users[i] for i in idx], enc, ok)
+            else:
+                user[idx] = self.model.user_repr(batch.video_hist)
+            usable[idx] = ok
         cands = [self._videos(r.candidates) for r in requests]
         cand = np.zeros((len(requests), max(len(c) for c in cands)), dtype=np.int64)
         for i, c in enumerate(cands):
             cand[i, : len(c)] = c
-        if self.lsvcr:
-            enc = self.model.encode(batch)
-            user = self.model.task_repr(enc, "video")
-            if self.serves_comments:
-                self._keep_pages(requests, users, enc, usable)
-        else:
-            user = self.model.user_repr(batch.video_hist)
         scores = self.model.video_scores(user, torch.from_numpy(cand)).float().numpy()
         out = []
         for i, r in enumerate(requests):
