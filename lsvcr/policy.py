@@ -48,7 +48,7 @@ from simulator.policy import CommentRequest, History, PopularityPolicy, Slate, V
 from simulator.schema import POSTED_COMMENT_BASE
 
 MAX_HISTORY = 50
-CHUNK = 64  # requests per encoder sub-batch (at least), grouped by history length
+MIN_CHUNK, SHRINK = 8, 0.6  # encoder sub-batches by history length (ModelPolicy._chunks)
 
 
 class _User:
@@ -191,14 +191,23 @@ class ModelPolicy:
 
     # ---- ranking ---------------------------------------------------------------------------------
     def _chunks(self, users: list[_User]):
-        """Sub-batches of users with similar history lengths (padding to the longest history of a
-        whole batch wastes most of the encoder's work): (indices, batch, usable) of each."""
+        """Sub-batches of users with similar history lengths: (indices, batch, usable) of each.
+
+        Padding a batch to its longest history wastes most of the encoder's work (two thirds in a
+        simulated day); in length order, a new sub-batch starts where a history is shorter than
+        ``SHRINK`` times the sub-batch's longest, once it has ``MIN_CHUNK`` requests (each
+        sub-batch costs a fixed ~2 ms of dispatch)."""
         lengths = np.array([min(len(u.order), MAX_HISTORY) + min(len(u.merged), MAX_HISTORY) * self.lsvcr
                             for u in users])
-        for idx in np.array_split(np.argsort(lengths, kind="stable"), max(1, len(users) // CHUNK)):
-            yield idx, *self._batch([users[i] for i in idx])
+        order = np.argsort(-lengths, kind="stable")
+        start = 0
+        for i in range(1, len(order) + 1):
+            if i == len(order) or (i - start >= MIN_CHUNK and lengths[order[i]] < SHRINK * lengths[order[start]]):
+                idx = order[start:i]
+                yield idx, *self._batch([users[j] for j in idx])
+                start = i
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def rank_videos_batch(self, requests: list[VideoRequest]) -> list[Slate]:
         users = self._sync(requests)
         user = torch.zeros(len(requests), self.model.cfg.hidden)
@@ -249,7 +258,7 @@ class ModelPolicy:
             del u.pages[p]
         return u.pages[key]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def rank_comments_batch(self, requests: list[CommentRequest]) -> list[Slate]:
         if not self.serves_comments:
             return [self.popularity.rank_comments(r) for r in requests]

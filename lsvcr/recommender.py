@@ -66,6 +66,8 @@ class LSVCRRecommender(nn.Module):
     # ---- text --------------------------------------------------------------------------------
     def _text(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Projected 256-d text of ``idx`` (any shape), zeros at padding; the MLP runs once per unique id."""
+        if self._serving is not None and not self.training:
+            return (self._serving.title if table is self.title_text else self._serving.comment)[idx]
         uniq, inv = torch.unique(idx, return_inverse=True)
         return self._project_unique(table, uniq)[inv]  # [..., 256]
 
@@ -104,11 +106,14 @@ class LSVCRRecommender(nn.Module):
     def record_comments(self, comments: torch.Tensor) -> torch.Tensor:
         """[B, Lc, K] comment indices -> [B, Lc, 256] mean projected embedding of each record's comments."""
         B, L, K = comments.shape
-        uniq, inv = torch.unique(comments, return_inverse=True)
         w = (comments > 0).to(self.comment_text.dtype)
         w = w / w.sum(-1, keepdim=True).clamp(min=1.0)  # [B, Lc, K] mean weights, 0 at padding
-        bags = F.embedding_bag(inv.view(B * L, K), self._project_unique(self.comment_text, uniq),
-                               per_sample_weights=w.view(B * L, K), mode="sum")
+        if self._serving is not None and not self.training:
+            idx, table = comments, self._serving.comment
+        else:
+            uniq, idx = torch.unique(comments, return_inverse=True)
+            table = self._project_unique(self.comment_text, uniq)
+        bags = F.embedding_bag(idx.reshape(B * L, K), table, per_sample_weights=w.view(B * L, K), mode="sum")
         return bags.view(B, L, -1)
 
     def title(self, videos: torch.Tensor) -> torch.Tensor:
