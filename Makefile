@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 demo: $(STAMP)
 	$(VENV)/bin/lsvcr demo --out runs/demo
+	$(PY) bench/update_readme.py --demo runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -29,6 +30,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+	$(PY) bench/update_readme.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import subprocess
 import sys
@@ -25,12 +26,21 @@ BENCHMARKS = {
 }
 
 
+def previous_sections(path: Path) -> dict[str, str]:
+    """The sections of an earlier results.md, by benchmark name."""
+    if not path.is_file():
+        return {}
+    parts = path.read_text().split("\n## ")[1:]
+    return {p.split("\n", 1)[0].strip(): "## " + p.rstrip("\n") + "\n" for p in parts}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the reported figures)")
     args = ap.parse_args()
-    sections = []
+    out = HERE / "results.md"
+    sections = previous_sections(out)  # --only keeps the other benchmarks' last results
     for name in args.only.split(","):
         full, quick = BENCHMARKS[name]
         cmd = [sys.executable, str(HERE / (quick if args.quick else full)[0]), *(quick if args.quick else full)[1:]]
@@ -42,15 +52,15 @@ def main() -> None:
         print("\n".join(lines), flush=True)
         status = "ok" if run.returncode == 0 else f"FAILED (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}"
         shown = " ".join([f"bench/{Path(cmd[1]).name}", *cmd[2:]])
-        sections.append(f"## {name}\n\n`python {shown}` — {wall:.0f} s, {status}\n\n```\n"
-                        + "\n".join(lines) + "\n```\n")
-    header = (f"# Benchmark results\n\nWritten by `make bench` (bench/run_all.py) on "
-              f"{datetime.date.today().isoformat()}, {platform.machine()}, Python {platform.python_version()}. "
+        sections[name] = (f"## {name}\n\n`python {shown}` — {wall:.0f} s, {status}, "
+                          f"{datetime.date.today().isoformat()}\n\n```\n" + "\n".join(lines) + "\n```\n")
+    header = (f"# Benchmark results\n\nWritten by `make bench` (bench/run_all.py) on {platform.machine()}, "
+              f"{os.cpu_count()} CPUs, Python {platform.python_version()}; each section names its command, "
+              "wall time and date. "
               "Every figure is a ratio against a peer measured in the same run; the machine is shared and "
               "noisy, so compare ratios, not absolute times.\n\n")
-    out = HERE / "results.md"
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(header + "\n".join(sections))
+    tmp.write_text(header + "\n".join(sections[n] for n in BENCHMARKS if n in sections))
     tmp.replace(out)
     print(f"wrote {out}")
 
