@@ -1,5 +1,6 @@
 """simulate → abtest run → abtest report, through the CLI; and the A/A false-positive rate (slow)."""
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -58,23 +59,22 @@ def test_bad_specs_and_worlds_exit_2(world, tmp_path):
 
 @pytest.mark.slow
 def test_aa_false_positive_rate(tmp_path):
-    """A/A through the whole pipeline: the primary metric's false-positive count over 100 seeds is
-    consistent with alpha = 0.05 (one-sided binomial p > 0.01, i.e. at most 11 of 100).
-
-    The issue's bar, "no significant lift in >= 94 of 100", fails 23% of the time even for an exact
-    test (P(Binomial(100, 0.05) >= 7) = 0.23), so this checks calibration with a principled bound and
-    prints the count, which the closing note reports.
-    """
+    """A/A through the whole pipeline at the default world's size (2,000 users, 1 pre-period day, 1
+    experiment day), 100 seeds (world noise and salt): no significant lift on the primary metric at
+    alpha = 0.05 in at least 94 of them. The seeds are fixed, so this is deterministic; that the
+    analysis is calibrated, not just lucky on these seeds, is checked by the re-randomisation test
+    below (2,000 splits)."""
     policy = lambda w, c, cfg: make_policy("popularity", w, c, cfg)  # noqa: E731
     significant = 0
     for seed in range(100):
-        config = SimConfig().replace(n_users=400, days=2, pre_days=1, noise_seed=1000 + seed)
+        config = SimConfig().replace(days=2, pre_days=1, noise_seed=1000 + seed)
         out = tmp_path / f"aa{seed}"
         run_experiment(config, out, policy, policy, ("popularity", "popularity"), salt=f"aa-{seed}", aa=True)
         report = build_report(out, ReportConfig(metrics=("comment_watch_time",)))
         significant += report.metrics[0].p_value < 0.05
+        shutil.rmtree(out)
     print(f"A/A: {significant} of 100 significant at 0.05")
-    assert binom.sf(significant - 1, 100, 0.05) > 0.01, significant
+    assert significant <= 6, significant
 
 
 @pytest.mark.slow
