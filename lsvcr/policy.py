@@ -102,6 +102,7 @@ class ModelPolicy:
         self.serves_comments = "comment" in self.tasks and self.lsvcr
         self.users: dict[int, _User] = {}
         self._text_world, self._text_lookup = None, None
+        self._map_world, self._row_map = None, None  # world comment row -> model row (-1: not yet)
 
     # ---- id mapping ------------------------------------------------------------------------
     def _videos(self, ids) -> np.ndarray:
@@ -262,9 +263,8 @@ class ModelPolicy:
     def rank_comments_batch(self, requests: list[CommentRequest]) -> list[Slate]:
         if not self.serves_comments:
             return [self.popularity.rank_comments(r) for r in requests]
-        world = requests[0].world
-        ids = [world.comment_ids[r.candidates].tolist() for r in requests]
-        self._ensure_comments([c for cs in ids for c in cs], world)
+        lengths = np.array([len(r.candidates) for r in requests])
+        rows = np.concatenate([self._candidate_rows(r) for r in requests])  # model rows, all requests
         pages = [self._page(r) for r in requests]
         cold = [i for i, p in enumerate(pages) if p is False]
         if cold:  # no feed page seen for these users: encode their current histories
@@ -283,19 +283,33 @@ class ModelPolicy:
                 record[i, : len(p[1])], mask[i, : len(p[1])] = p
         target = torch.from_numpy(self._videos([r.video_id for r in requests]))
         user = self.model.task_repr(Encoded(None, record, None, mask), "comment", target)
-        rows = [[self.comment_index[c] for c in cs] for cs in ids]
-        cand = np.zeros((B, max(len(c) for c in rows)), dtype=np.int64)
-        for i, c in enumerate(rows):
-            cand[i, : len(c)] = c
-        scores = self.model.comment_scores(user, torch.from_numpy(cand)).float().numpy()
+        # ragged scoring: sections differ wildly in size, so no padding to the largest one
+        owner = torch.from_numpy(np.repeat(np.arange(B), lengths))
+        scores = self.model.comment_scores_flat(user, torch.from_numpy(rows), owner).float().numpy()
         out = []
-        for i, r in enumerate(requests):
+        for i, (r, end) in enumerate(zip(requests, np.cumsum(lengths))):
             if pages[i] is None:
                 out.append(self.popularity.rank_comments(r))
                 continue
-            s = scores[i, : len(rows[i])]
+            s = scores[end - lengths[i]: end]
             out.append(Slate.deterministic(r.candidates[np.argsort(-s, kind="stable")[: r.k]]))
         return out
+
+    def _candidate_rows(self, r: CommentRequest) -> np.ndarray:
+        """Model rows of a request's candidate comments (world rows); unseen comments are embedded."""
+        world = r.world
+        if world is not self._map_world:  # a new day's snapshot: map its comment rows once
+            self._map_world = world
+            self._row_map = np.fromiter((self.comment_index.get(c, -1) for c in world.comment_ids.tolist()),
+                                        dtype=np.int64, count=len(world.comment_ids))
+        rows = self._row_map[r.candidates]
+        if (rows < 0).any():
+            new = np.unique(r.candidates[rows < 0])
+            ids = world.comment_ids[new].tolist()
+            self._ensure_comments(ids, world)
+            self._row_map[new] = [self.comment_index[c] for c in ids]
+            rows = self._row_map[r.candidates]
+        return rows
 
     def _texts(self, world):
         """comment id -> text in this world snapshot (comments never seen are embedded from it)."""

@@ -173,6 +173,15 @@ class LSVCRRecommender(nn.Module):
             return self.backbone.scores(user, self._serving.comment_cand[candidates])
         return self.backbone.scores(user, self.backbone.comment_candidates(self.comment(candidates)))
 
+    def comment_scores_flat(self, user: torch.Tensor, candidates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """[T] scores of candidate comment indices [T] for the users ``owner`` [T] (rows of ``user``
+        [B, d]): ``comment_scores`` without padding ragged candidate lists."""
+        if self._serving is not None and not self.training:
+            c = self._serving.comment_cand[candidates]
+        else:
+            c = self.backbone.comment_candidates(self.comment(candidates))
+        return (F.normalize(user, dim=-1)[owner] * c).sum(-1) / self.cfg.tau
+
     def id_and_text(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[V, d] ID embeddings and [V, d] adapted title embeddings (for the ID-text contrast)."""
         bb = self.backbone
