@@ -115,7 +115,8 @@ def main() -> list[str]:
         wall = r["wall_s"]
         lines.append(
             f"  {name:10s} {args.users / wall:8,.0f} user-days/s  {r['events'] / wall:9,.0f} events/s  "
-            f"{wall / base:5.2f}x popularity's time  -> 100k users x 1 day: {100_000 / (args.users / wall) / 60:5.1f} min"
+            + (f"{wall / base:5.2f}x popularity's time  " if "popularity" in rows else "")
+            + f"-> 100k users x 1 day: {100_000 / (args.users / wall) / 60:5.1f} min"
             f"  (+ {r['setup_s']:.0f} s world and model loading)"
         )
     print("\n".join(lines))
