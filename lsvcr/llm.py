@@ -320,8 +320,12 @@ def default_target_modules(model_type: str) -> list[str] | str:
 def build_llm(model: nn.Module, tokenizer: Any, config: LLMConfig, trained: str | Path | None = None) -> LLM:
     """Wrap a loaded Hugging Face model with LoRA (fresh, or the adapter saved under ``trained``)
     and the two heads. ``tokenizer`` may be None when only token ids are fed (benchmarks)."""
+    import warnings
+
     import peft
 
+    # peft calls a transformers method that transformers 5 deprecates; nothing for a user to do
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     kind = backbone_kind(model.config, config.kind)
     if tokenizer is not None and tokenizer.pad_token is None:
         for fallback in ("eos_token", "unk_token"):
@@ -386,6 +390,9 @@ def load_llm(config: LLMConfig = LLMConfig(), trained: str | Path | None = None)
         auto = AutoModelForCausalLM if kind == "decoder" else AutoModel
         model = auto.from_pretrained(str(path), config=hf_config, **{dtype_kw: DTYPES[config.dtype]}, **options)
         tokenizer = AutoTokenizer.from_pretrained(str(path), **options)
+        # prompts are tokenized whole and then cut by lsvcr.prompts (oldest history lines first),
+        # so the tokenizer's "longer than the maximum length" warning does not apply: mark it shown
+        getattr(tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
     except InputError:
         raise
     except (OSError, ValueError, KeyError) as e:
