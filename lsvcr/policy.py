@@ -275,7 +275,7 @@ class ModelPolicy:
             for j, i in enumerate(cold):
                 pages[i] = (enc.record[j, : n[j]], enc.record_mask[j, : n[j]]) if usable[j] else None
         B, d = len(requests), self.model.cfg.hidden
-        lc = max(1, max(len(p[1]) for p in pages if p is not None) if any(p is not None for p in pages) else 1)
+        lc = max([1] + [len(p[1]) for p in pages if p is not None])
         record = torch.zeros(B, lc, d)
         mask = torch.zeros(B, lc, dtype=torch.bool)
         for i, p in enumerate(pages):

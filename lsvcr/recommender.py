@@ -67,7 +67,7 @@ class LSVCRRecommender(nn.Module):
     def _text(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Projected 256-d text of ``idx`` (any shape), zeros at padding; the MLP runs once per unique id."""
         if self._serving is not None and not self.training:
-            return (self._serving.title if table is self.title_text else self._serving.comment)[idx]
+            return self._project_unique(table, idx)  # a lookup in the serving tables, any shape
         uniq, inv = torch.unique(idx, return_inverse=True)
         return self._project_unique(table, uniq)[inv]  # [..., 256]
 
