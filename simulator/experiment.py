@@ -7,10 +7,11 @@ policy. ``aa=True`` runs control against a second copy of itself.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,9 @@ from .errors import InputError
 from .policy import Policy
 from .run import execute
 from .world import World, generate_world
+
+if TYPE_CHECKING:
+    from .ray import RayOptions
 
 ARMS = ("control", "treatment")
 BUCKETS = 10_000
@@ -73,6 +77,13 @@ def check_world(run_dir: Path, world: World) -> None:
         raise InputError(f"{run_dir} was made by another version of the simulator: its world does not regenerate")
 
 
+def _arms(control: PolicyFactory, treatment: PolicyFactory, aa: bool, world: World, comments: CommentStore,
+          config: SimConfig) -> tuple[dict[str, Policy], Policy]:
+    """The arms' policies (control also serves the pre-period): the ``PolicyBuild`` of a Ray shard."""
+    control_policy = control(world, comments, config)
+    return {ARMS[0]: control_policy, ARMS[1]: (control if aa else treatment)(world, comments, config)}, control_policy
+
+
 def run_experiment(
     config: SimConfig,
     out: Path,
@@ -85,11 +96,13 @@ def run_experiment(
     shard: tuple[int, int] | None = None,
     progress: Callable[[float], None] | None = None,
     world_dir: Path | None = None,
+    on_ray: "RayOptions | None" = None,
 ) -> dict:
     """Run the pre-period and the experiment; write events.parquet, assignment.parquet, manifest.json.
 
     ``config.pre_days`` of ``config.days`` are the pre-period. With ``world_dir`` the regenerated
-    world is checked against that simulation run's files.
+    world is checked against that simulation run's files. ``on_ray`` (``simulator.ray.RayOptions``)
+    runs the users on Ray shards, each building the two policies once (same files as one process).
     """
     if config.pre_days >= config.days:
         raise InputError("the experiment needs at least one day after the pre-period")
@@ -99,17 +112,27 @@ def run_experiment(
     comments = CommentStore(world)
     users = np.arange(config.world.n_users)
     variant, bucket = assign(users, split, salt)
+    assignment = pa.table({"user_id": users.astype(np.int64), "variant": variant, "bucket": bucket})
+    lookup = dict(zip(users.tolist(), variant.tolist()))
+    experiment = {
+        "control": specs[0], "treatment": specs[0] if aa else specs[1], "aa": aa, "split": split,
+        "salt": salt, "world": str(world_dir) if world_dir else None, "pre_days": config.pre_days,
+        "experiment_days": config.days - config.pre_days,
+    }
+    if on_ray is not None:
+        if shard is not None:
+            raise InputError("--shard runs one shard in this process: it does not go with --ray")
+        from .ray import execute_on_ray
+
+        return execute_on_ray(
+            config, Path(out), functools.partial(_arms, control, treatment, aa), lookup.__getitem__,
+            lambda names: {"experiment": {**experiment, "policies": {arm: names[arm] for arm in ARMS}}},
+            on_ray, extra_tables={"assignment.parquet": assignment}, progress=progress,
+        )
     control_policy = control(world, comments, config)
     treatment_policy = (control if aa else treatment)(world, comments, config)
-    assignment = pa.table({"user_id": users.astype(np.int64), "variant": variant, "bucket": bucket})
-    manifest = {
-        "experiment": {
-            "control": specs[0], "treatment": specs[0] if aa else specs[1], "aa": aa, "split": split,
-            "salt": salt, "world": str(world_dir) if world_dir else None, "pre_days": config.pre_days, "experiment_days": config.days - config.pre_days,
-            "policies": {"control": control_policy.name, "treatment": treatment_policy.name},
-        }
-    }
-    lookup = dict(zip(users.tolist(), variant.tolist()))
+    manifest = {"experiment": {**experiment, "policies": {"control": control_policy.name,
+                                                          "treatment": treatment_policy.name}}}
     return execute(
         config, Path(out), world, comments, {ARMS[0]: control_policy, ARMS[1]: treatment_policy},
         lookup.__getitem__, manifest, pre_policy=control_policy,

@@ -3,10 +3,13 @@
 Unsharded runs are assembled in a sibling temporary directory and renamed into place when
 complete. Sharded runs (``shard=(i, n)``) write into one shared directory: each shard writes
 ``events/shard-i-of-n.parquet`` atomically, the (identical) world files atomically, and exchanges the
-day's world deltas with the other shards through ``_exchange/`` at every day boundary.
+day's world deltas with the other shards through ``_exchange/`` at every day boundary. Runs on Ray
+(``on_ray``) put every shard in a Ray actor and exchange the deltas through Ray (``simulator/ray.py``,
+imported only then); they write what an unsharded run writes.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform as _platform
@@ -16,7 +19,7 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +35,9 @@ from .schema import COMMENTS
 from .summary import summarize
 from .world import World, generate_world, write_tables
 
+if TYPE_CHECKING:
+    from .ray import RayOptions
+
 BUILTIN_POLICIES = ("random", "popularity", "oracle")
 
 
@@ -40,13 +46,23 @@ def make_policy(
     explore: float | None = None, temperature: float | None = None,
 ) -> Policy:
     """A built-in policy, optionally wrapped for exploration (ε) or softmax sampling (temperature)."""
+    check_policy_options(name, explore, temperature)
     if name == "random":
         base = RandomPolicy()
     elif name == "popularity":
         base = PopularityPolicy()
-    elif name == "oracle":
-        base = OraclePolicy(config.behaviour, world.video_topics, world.video_quality, comments)
     else:
+        base = OraclePolicy(config.behaviour, world.video_topics, world.video_quality, comments)
+    if explore is not None:
+        return EpsilonGreedy(base, explore)
+    if temperature is not None:
+        return Softmax(base, temperature)
+    return base
+
+
+def check_policy_options(name: str, explore: float | None, temperature: float | None) -> None:
+    """Raise InputError unless ``name`` is a built-in policy and ``explore``/``temperature`` apply to it."""
+    if name not in BUILTIN_POLICIES:
         raise InputError(f"unknown policy {name!r}: choose one of {', '.join(BUILTIN_POLICIES)}")
     if explore is not None and temperature is not None:
         raise InputError("give --explore or --temperature, not both")
@@ -55,14 +71,17 @@ def make_policy(
             raise InputError(f"--explore must be in (0, 1], got {explore}")
         if name == "random":
             raise InputError("the random policy is already uniform: --explore adds nothing")
-        return EpsilonGreedy(base, explore)
     if temperature is not None:
         if not temperature > 0:
             raise InputError(f"--temperature must be positive, got {temperature}")
         if name == "random":
             raise InputError("the random policy has no scores: --temperature does not apply")
-        return Softmax(base, temperature)
-    return base
+
+
+def _single_policy(name, explore, temperature, world, comments, config):
+    """The ``simulator.ray.PolicyBuild`` of ``simulate``: one built-in policy, no pre-period policy."""
+    pol = make_policy(name, world, comments, config, explore, temperature)
+    return {pol.name: pol}, None
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -98,17 +117,31 @@ def simulate(
     temperature: float | None = None,
     shard: tuple[int, int] | None = None,
     progress: Callable[[float], None] | None = None,
+    on_ray: "RayOptions | None" = None,
 ) -> dict:
     """Run one simulation into ``out`` and return its summary (also written to summary.json).
 
-    ``progress`` receives the simulated time reached, in days, about every simulated hour.
+    ``progress`` receives the simulated time reached, in days, about every simulated hour (with
+    ``on_ray``: every finished day). ``on_ray`` (a ``simulator.ray.RayOptions``) runs every user on Ray
+    shards; the run directory is the one-process run's (``events.parquet`` byte for byte).
     """
+    if explore is not None or temperature is not None or policy == "random":
+        config = config.replace(log_slates=True)  # a logging policy: keep what OPE needs
+    if on_ray is not None:
+        if shard is not None:
+            raise InputError("--shard runs one shard in this process: it does not go with --ray")
+        from .ray import execute_on_ray
+
+        check_policy_options(policy, explore, temperature)
+        return execute_on_ray(
+            config, Path(out), functools.partial(_single_policy, policy, explore, temperature), None,
+            lambda names: {"policy": next(iter(names.values())), "explore": explore, "temperature": temperature},
+            on_ray, progress=progress,
+        )
     world = generate_world(config.world, config.seed)
     comments = CommentStore(world)
     pol = make_policy(policy, world, comments, config, explore, temperature)
     manifest = {"policy": pol.name, "explore": explore, "temperature": temperature}
-    if explore is not None or temperature is not None or policy == "random":
-        config = config.replace(log_slates=True)  # a logging policy: keep what OPE needs
     return execute(config, Path(out), world, comments, {pol.name: pol}, lambda user: pol.name,
                    manifest=manifest, shard=shard, progress=progress)
 
@@ -144,23 +177,21 @@ def execute(
         wall = time.perf_counter() - started
 
         arrays = to_arrays(platform.rows)
-        summary = summarize(arrays, {st.user: st.next_start for st in platform.users}, config.days)
-        summary["policy"] = manifest.get("policy", ", ".join(f"{v}={p.name}" for v, p in policies.items()))
-        events = to_table(arrays, platform.variants)
-        manifest = {"config": config.to_dict(), "seed": config.seed, **manifest,
-                    "shards": shard[1] if shard else 1, "versions": versions()}
-        comments_table = _comments_table(platform.comments)
-        if platform.slates is not None:
-            extra_tables = {**(extra_tables or {}), "slates.parquet": slates_table(platform.slates)}
-        tables = {"events.parquet": events, **(extra_tables or {})}
+        next_start = {st.user: st.next_start for st in platform.users}
+        names = {v: p.name for v, p in policies.items()}
         if shard is None:
-            write_tables(world, workdir, comments_table, platform.comments)
-            for name, table in tables.items():
-                pq.write_table(table, workdir / name)
-            (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-            (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+            summary = write_run(workdir, config, world, platform.comments, arrays, next_start, platform.variants,
+                                platform.slates, manifest, names, extra_tables)
             _publish(workdir, out)
         else:
+            summary = summarize(arrays, next_start, config.days)
+            summary["policy"] = manifest.get("policy", _label(names))
+            events = to_table(arrays, platform.variants)
+            manifest = {"config": config.to_dict(), "seed": config.seed, **manifest, "shards": shard[1],
+                        "versions": versions()}
+            comments_table = _comments_table(platform.comments)
+            if platform.slates is not None:
+                extra_tables = {**(extra_tables or {}), "slates.parquet": slates_table(platform.slates)}
             i, n = shard
             _atomic(lambda p: pq.write_table(events, p), out / "events" / f"shard-{i}-of-{n}.parquet")
             slates = (extra_tables or {}).pop("slates.parquet", None)
@@ -184,6 +215,31 @@ def execute(
         raise
     summary["wall_s"] = wall
     return summary
+
+
+def write_run(
+    workdir: Path, config: SimConfig, world: World, comments: CommentStore, arrays: dict[str, np.ndarray],
+    next_start: dict[int, float], variants: list[str], slates: list[tuple] | None, manifest: dict,
+    names: dict[str, str], extra_tables: dict[str, pa.Table] | None = None, shards: int = 1,
+) -> dict:
+    """Write a whole run (world, events.parquet, slates, extra tables, manifest.json, summary.json) into
+    ``workdir`` from the engine's user-sorted ``arrays``; return the summary. ``names``: variant → policy name."""
+    summary = summarize(arrays, next_start, config.days)
+    summary["policy"] = manifest.get("policy", _label(names))
+    manifest = {"config": config.to_dict(), "seed": config.seed, **manifest, "shards": shards, "versions": versions()}
+    tables = {"events.parquet": to_table(arrays, variants), **(extra_tables or {})}
+    if slates is not None:
+        tables["slates.parquet"] = slates_table(slates)
+    write_tables(world, workdir, _comments_table(comments), comments)
+    for name, table in tables.items():
+        pq.write_table(table, workdir / name)
+    (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _label(names: dict[str, str]) -> str:
+    return ", ".join(f"{v}={name}" for v, name in names.items())
 
 
 def _comments_table(c: CommentStore) -> pa.Table:
