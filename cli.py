@@ -64,7 +64,7 @@ def _simulation_config(config_file, **overrides):
     return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _run_simulation(config, out: Path, policy: str, explore, temperature, shard, quiet: bool) -> dict:
+def _run_simulation(config, out: Path, policy: str, explore, temperature, shard, quiet: bool, on_ray=None) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.run import simulate
@@ -75,7 +75,24 @@ def _run_simulation(config, out: Path, policy: str, explore, temperature, shard,
     ) as bar:
         task = bar.add_task("sim", total=config.days)
         return simulate(config, out, policy, explore, temperature, shard,
-                        progress=lambda days: bar.update(task, completed=days))
+                        progress=lambda days: bar.update(task, completed=days), on_ray=on_ray)
+
+
+RAY_HELP = ("Run the users as Ray shards (one actor per shard; each day's deltas exchanged through Ray). "
+            "Without --ray-address: a local Ray with this machine's cores. The run directory is the one-process run's.")
+RAY_ADDRESS_HELP = "Join this Ray cluster: auto (the running cluster) or HOST:PORT. Implies --ray."
+RAY_SHARDS_HELP = "Shard actors on Ray [default: the cluster's CPUs]. Implies --ray."
+
+
+def ray_options(ray: bool, address: Optional[str], shards: Optional[int]):
+    """``simulator.ray.RayOptions`` when any --ray option is given, else None (Ray is not imported)."""
+    if not (ray or address or shards is not None):
+        return None
+    try:
+        from simulator.ray import RayOptions
+    except ImportError:
+        fail("--ray needs Ray: pip install 'lsvcr[ray]'")
+    return RayOptions(address=address, shards=shards)
 
 
 def render_simulation_summary(summary: dict) -> None:
@@ -111,6 +128,9 @@ def simulate(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the world and every user's random streams [default 0]."),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML with [world], [behaviour], [run] tables overriding any field of simulator.config."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="i/n", help="Simulate users with user_id % n == i; shards exchange daily world deltas through OUT/_exchange."),
+    ray: bool = typer.Option(False, "--ray", help=RAY_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDR", help=RAY_ADDRESS_HELP),
+    ray_shards: Optional[int] = typer.Option(None, "--ray-shards", metavar="N", help=RAY_SHARDS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Simulate a short-video platform with comment sections and write a run directory.
@@ -120,13 +140,17 @@ def simulate(
     manifest.json and summary.json, then prints the calibration table.
 
     Example: lsvcr simulate --out runs/sim --users 2000 --days 2 --policy popularity --explore 0.1
+
+    On Ray: lsvcr simulate --out runs/sim --users 2000 --ray (a local Ray on this machine's cores), or
+    --ray-address auto | HOST:PORT to join a cluster.
     """
     from simulator.run import parse_shard
 
     if policy not in ("random", "popularity", "oracle"):
         fail(f"unknown policy {policy!r}: choose one of random, popularity, oracle")
     cfg = _simulation_config(config, n_users=users, n_videos=videos, days=days, seed=seed)
-    summary = _run_simulation(cfg, out, policy, explore, temperature, parse_shard(shard), quiet)
+    summary = _run_simulation(cfg, out, policy, explore, temperature, parse_shard(shard), quiet,
+                              ray_options(ray, ray_address, ray_shards))
     render_simulation_summary(summary)
     console.print(f"wrote {out}")
 
@@ -561,6 +585,17 @@ def abtest_power(
 POLICY_SPECS = "random | popularity | oracle | sasrec:MODEL_DIR | lsvcr:MODEL_DIR"
 
 
+def check_policy_spec(spec: str) -> None:
+    """Fail unless ``spec`` is a built-in name or KIND:MODEL_DIR with an existing directory."""
+    from simulator.run import BUILTIN_POLICIES
+
+    kind, sep, path = spec.partition(":")
+    if spec in BUILTIN_POLICIES or (sep and kind in ("sasrec", "lsvcr") and Path(path).is_dir()):
+        return
+    fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}" if not (sep and kind in ("sasrec", "lsvcr") and path)
+         else f"{spec!r}: no model directory {path}")
+
+
 def resolve_policy(spec: str, world, comments, config):
     """A simulator policy from a SPEC: a built-in name, or KIND:MODEL_DIR for a trained model.
 
@@ -594,6 +629,9 @@ def abtest_run(
     salt: str = typer.Option("lsvcr-ab", "--salt", help="Salt of the hash assignment (a new salt reshuffles users)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the users' behavioural noise [default: the world's seed + 1]."),
     aa: bool = typer.Option(False, "--aa", help="A/A test: control against a second copy of itself."),
+    ray: bool = typer.Option(False, "--ray", help=RAY_HELP + " Each shard loads the policies once."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDR", help=RAY_ADDRESS_HELP),
+    ray_shards: Optional[int] = typer.Option(None, "--ray-shards", metavar="N", help=RAY_SHARDS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Run a pre-period and an A/B experiment on simulated users; analyse it with `lsvcr abtest report OUT`.
@@ -609,6 +647,10 @@ def abtest_run(
 
     if pre_days < 0 or days < 1:
         fail("--pre-days must be >= 0 and --days >= 1")
+    on_ray = ray_options(ray, ray_address, ray_shards)
+    if on_ray is not None:  # a bad SPEC fails here, not inside a Ray worker
+        for spec in (control,) if aa else (control, treatment):
+            check_policy_spec(spec)
     base = world_config(world)
     cfg = base.replace(
         days=pre_days + days, pre_days=pre_days, log_slates=False,
@@ -624,7 +666,7 @@ def abtest_run(
         task = bar.add_task("ab", total=cfg.days)
         summary = run_experiment(cfg, out, factory(control), factory(treatment), (control, treatment),
                                  split=split, salt=salt, aa=aa, world_dir=world,
-                                 progress=lambda d: bar.update(task, completed=d))
+                                 progress=lambda d: bar.update(task, completed=d), on_ray=on_ray)
     console.print(f"{summary['users']} users, {summary['events']:,} events in {summary['wall_s']:.1f} s; "
                   f"wrote {out} — next: lsvcr abtest report {out}")
 

@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -122,9 +123,10 @@ class ShardActor:
     ``run`` is called once per actor (the world and the policies' state change as it simulates)."""
 
     def __init__(self, config: SimConfig, build: PolicyBuild, variant_of: Callable[[int], str] | None,
-                 shard: int, n: int, board):
+                 shard: int, n: int, board: str):
         self.config, self.build, self.variant_of = config, build, variant_of
-        self.shard, self.n, self.board = shard, n, board
+        self.shard, self.n = shard, n
+        self.board = ray.get_actor(board)  # by name: an actor handle argument would pin restarts to the object store
 
     def run(self) -> ShardResult:
         cfg, i, n = self.config, self.shard, self.n
@@ -172,9 +174,10 @@ def execute_on_ray(
     env = {FAIL_ONCE_ENV: os.environ[FAIL_ONCE_ENV]} if os.environ.get(FAIL_ONCE_ENV) else {}
     # all shards must run at once (they meet every day): share the CPUs rather than queue
     per_actor = min(1.0, max(n_cpus, 1) / n)
-    board = DayBoard.remote(n, config.shard_wait_s)
+    board_name = f"lsvcr-day-board-{uuid.uuid4().hex}"
+    board = DayBoard.options(name=board_name).remote(n, config.shard_wait_s)
     actors = [ShardActor.options(num_cpus=per_actor, runtime_env={"env_vars": env} if env else None)
-              .remote(config, build, variant_of, i, n, board) for i in range(n)]
+              .remote(config, build, variant_of, i, n, board_name) for i in range(n)]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -100,3 +100,23 @@ def test_the_default_run_never_imports_ray(tmp_path):
             f"simulate(SimConfig().replace(n_users=20, n_videos=30, days=1), {str(tmp_path / 'r')!r}); "
             "assert 'ray' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_simulate_and_abtest_run_on_ray(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    runner = CliRunner()
+    size = ["--users", "60", "--videos", "80", "--days", "1", "-q"]
+    one = runner.invoke(app, ["simulate", "--out", str(tmp_path / "one"), *size])
+    on_ray = runner.invoke(app, ["simulate", "--out", str(tmp_path / "ray"), "--ray", "--ray-shards", "2", *size])
+    assert one.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
+    assert all(same_files(tmp_path / "one", tmp_path / "ray").values())
+    ab = ["abtest", "run", "--world", str(tmp_path / "one"), "--control", "popularity", "--treatment", "oracle", "-q"]
+    assert runner.invoke(app, [*ab, "--out", str(tmp_path / "ab1")]).exit_code == 0
+    result = runner.invoke(app, [*ab, "--out", str(tmp_path / "ab2"), "--ray-shards", "3"])
+    assert result.exit_code == 0, result.output
+    assert all(same_files(tmp_path / "ab1", tmp_path / "ab2", SAME + ("assignment.parquet",)).values())
+    bad = runner.invoke(app, [*ab[:-3], "--treatment", "lsvcr:/no/such/dir", "--out", str(tmp_path / "ab3"), "--ray"])
+    assert bad.exit_code == 2 and "no model directory" in bad.output and not (tmp_path / "ab3").exists()
