@@ -432,16 +432,10 @@ def train(
         if ddp > 1:
             import subprocess
 
+            from lsvcr.align_main import argv as align_argv
+
             args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ddp}",
-                    "-m", "lsvcr.align", "--data", str(data), "--out", str(init), "--llm", llm, "--llm-kind", llm_kind,
-                    "--dtype", dtype, "--align-batch-size", str(align_batch_size), "--align-lr", str(align_lr),
-                    "--align-epochs", str(align_epochs), "--max-prompt-tokens", str(max_prompt_tokens),
-                    "--checkpoint-every", str(checkpoint_every), "--seed", str(seed), "--threads", str(threads),
-                    "--device", device]
-            args += ["--align-steps", str(align_steps)] if align_steps else []
-            args += ["--prompt-templates", str(prompt_templates)] if prompt_templates else []
-            args += [flag for flag, on in (("--trust-remote-code", trust_remote_code), ("--resume", resume),
-                                           ("--allow-pickle", allow_pickle), ("-q", quiet)) if on]
+                    "-m", "lsvcr.align_main", *align_argv(acfg, data, init, resume, allow_pickle, quiet)]
             if subprocess.run(args).returncode != 0:
                 fail(f"stage 1 under --ddp {ddp} failed (see the output above)")
         else:

@@ -24,8 +24,9 @@ stage 2 uses more positions). This follows the method ("load the aligned SR weig
 embeddings frozen"), keeps one stage-2 model for both arms — ``--no-align`` is the same model on the
 plain MiniLM features with a fresh MLP and backbone — and nothing after this point needs the LLM.
 
-**Distributed.** ``torchrun --nproc-per-node N -m lsvcr.align --data D --out O ...`` (or ``lsvcr train
---stage align --ddp N``): every rank builds the same global batch (draws depend on seed and step
+**Distributed.** ``torchrun --nproc-per-node N -m lsvcr.align_main --data D --out O ...``, ``accelerate
+launch --multi_gpu --num_processes N -m lsvcr.align_main ...`` (see lsvcr/align_main.py) or ``lsvcr train
+--stage align --ddp N``: every rank builds the same global batch (draws depend on seed and step
 only) and keeps a contiguous slice; in-batch negatives are gathered with gradients
 (``distributed.gather_with_grad``), L_LM is normalised by the *global* response-token count, and
 gradients are averaged over ranks after backward (what ``DistributedDataParallel`` does; done by hand
@@ -38,16 +39,13 @@ function of the step (linear warm-up over 3 %, then linear decay), and every ran
 sample augmentations, template choice, positions, dropout — is seeded from (seed, s, rank), so
 ``resume`` reproduces the uninterrupted run's weights exactly.
 
-**A 6B model (documented, not tested or wired here).** The intended setup is HF accelerate with
-DeepSpeed ZeRO-2: ``lsvcr/deepspeed_zero2.json`` as the DeepSpeed config and an accelerate config
-(``accel.yaml``: ``distributed_type: DEEPSPEED``, ``deepspeed_config: {deepspeed_config_file:
-lsvcr/deepspeed_zero2.json, zero3_init_flag: false}``, ``mixed_precision: bf16``, ``num_processes: 8``),
-``--llm /models/chatglm3-6b --trust-remote-code --dtype bfloat16``, ``gradient_checkpointing`` on.
-ZeRO-2 partitions the AdamW state and gradients of the trainable parameters (LoRA, heads, SR: a few
-M) while the frozen 6B weights stay replicated in bf16 (~12 GB per GPU). What remains to do for it:
-``train_step`` would hand the Aligner and optimizer to ``accelerator.prepare`` and call
-``accelerator.backward`` instead of averaging gradients itself; ``accelerate launch`` already sets
-the torchrun environment this module reads.
+**A 6B model (not wired here).** ``accelerate launch`` starts the processes; the gradients are
+averaged by hand, not by an ``Accelerator``, so DeepSpeed ZeRO is not used (no DeepSpeed config ships:
+none was ever run). With ``--llm /models/chatglm3-6b --trust-remote-code --dtype bfloat16
+--gradient-checkpointing`` only LoRA, the heads and the SR model train (a few M parameters), so their
+AdamW state is small and the frozen 6B weights are replicated in bf16 (~12 GB per GPU). Partitioning
+that state (ZeRO-2) would mean handing the Aligner and optimizer to ``accelerator.prepare`` and calling
+``accelerator.backward`` in ``train_step``.
 """
 from __future__ import annotations
 
@@ -446,16 +444,13 @@ def aligned_text_config(meta: dict) -> TextConfig:
     return from_dict(meta["text_config"], "align.json text_config")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m lsvcr.align ...`` / ``torchrun --nproc-per-node N -m lsvcr.align ...``: the options of
-    ``lsvcr train --stage align`` (the CLI parses; this only forwards)."""
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lsvcr.align ...``: the same as ``python -m lsvcr.align_main ...`` (stage 1's entry;
+    a package never imports the CLI)."""
+    from lsvcr.align_main import main as entry
 
-    from cli import app
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    app(["train", "--stage", "align", *args], prog_name="lsvcr.align")
+    return entry(argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
