@@ -493,7 +493,7 @@ def evaluate(
 @abtest_app.command("report")
 @handles_input_errors
 def abtest_report(
-    input: Path = typer.Argument(..., metavar="INPUT", help="An A/B run dir (events.parquet or events/, assignment.parquet) or a per-unit table (.parquet or .csv)."),
+    input: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="An A/B run dir (events.parquet or events/, assignment.parquet) or a per-unit table (.parquet or .csv); or --table."),
     unit_col: str = typer.Option("user_id", "--unit-col", help="Unit (randomisation) id column of a per-unit table."),
     variant_col: str = typer.Option("variant", "--variant-col", help="Variant column of a per-unit table."),
     control: str = typer.Option("control", "--control", metavar="NAME", help="The control variant; every other arm is compared with it."),
@@ -510,10 +510,14 @@ def abtest_report(
     mann_whitney: bool = typer.Option(False, "--mann-whitney", help="Add Mann–Whitney p-values for mean metrics."),
     fmt: str = typer.Option("table", "--format", help="table | json | markdown | html (markdown and html add a forest plot)."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
+    engine: str = typer.Option("duckdb", "--engine", help="Where the metrics' SQL runs: duckdb (embedded) | spark (PySpark 4; only aggregates leave the cluster)."),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", metavar="URL", help="Spark master, e.g. local[4] or spark://host:7077 (default: local[*])."),
+    table: Optional[str] = typer.Option(None, "--table", metavar="NAME", help="A per-unit table the engine knows by name (Spark: catalog or Hive table) instead of INPUT."),
 ) -> None:
     """Analyse an experiment: SRM, lifts with CIs, CUPED, ratio metrics, corrections.
 
     Example: lsvcr abtest report runs/ab --format markdown --out report.md
+    On Spark: lsvcr abtest report runs/ab --engine spark --spark-master local[4]
     """
     from abtest.render import FORMATS, emit
     from abtest.report import ReportConfig, build_report
@@ -525,8 +529,9 @@ def abtest_report(
         unit_col=unit_col, variant_col=variant_col, control=control, metrics=tuple(metric),
         ratios=tuple(parse_ratio(r) for r in ratio), covariates=tuple(parse_covariate(c) for c in covariate),
         alpha=alpha, correction=correction, scope=scope, sequential=sequential, split=parse_split(split),
-        srm_alpha=srm_alpha, winsorize=winsorize, mann_whitney=mann_whitney)
-    report = build_report(input, config)
+        srm_alpha=srm_alpha, winsorize=winsorize, mann_whitney=mann_whitney, engine=engine,
+        spark_master=spark_master)
+    report = build_report(input, config, table=table)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for path in emit(report, fmt, out, console):

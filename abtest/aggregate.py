@@ -1,12 +1,13 @@
-"""Per-variant sufficient statistics of every metric, in one DuckDB pass over the units.
+"""Per-variant sufficient statistics of every metric, in one SQL pass over the units (DuckDB or Spark).
 
 For each metric the block of columns it needs (outcome, denominator, covariates) gets, per variant,
-its count, means and sample covariances (DuckDB's numerically stable ``covar_samp``), plus non-NULL
+its count, means and sample covariances (the engines' numerically stable ``covar_samp``), plus non-NULL
 counts and ranges for the checks. Aggregates add across shards (``+``), so a partitioned dataset or
 a Spark job can produce them piecewise; ``report.analyze`` needs nothing else.
 
 Missing covariates (NULL or NaN) are detected in the same pass; those metrics are aggregated once
 more with the covariate filled with 0 and a has-pre-data indicator (regression.py).
+Only these aggregates leave the engine: a few numbers per variant, however many units.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from abtest.compare import Layout
 from abtest.errors import InputError
+from abtest.metrics_sql import DUCKDB, Dialect
 from abtest.robust import Cap, choose_cap
 from abtest.source import Source, ident
 from abtest.spec import MetricSpec
@@ -73,28 +75,32 @@ def layout(spec: MetricSpec, with_indicator: bool) -> Layout:
     return Layout((0, den), (cov,))
 
 
-def _clean(column: str) -> str:
+def _clean(column: str, dialect: Dialect) -> str:
     """The column as DOUBLE, NULL where NaN or infinite. (DuckDB folds ``isnan`` and ``nullif(x, NaN)``
     to constants from Parquet statistics, which do not record NaN; ``isfinite`` is evaluated.)"""
     x = f"{ident(column)}::DOUBLE"
-    return f"(CASE WHEN isfinite({x}) THEN {x} END)"
+    return f"(CASE WHEN {dialect.isfinite(x)} THEN {x} END)"
 
 
-def _value(column: str, caps: dict) -> str:
+def _value(column: str, caps: dict, dialect: Dialect = DUCKDB) -> str:
+    """The column as DOUBLE, capped if winsorised (NaN and ±inf stay as they are: a cap must not turn
+    a missing covariate or a broken outcome into the cap's value)."""
     expr = f"{ident(column)}::DOUBLE"
-    return f"least({expr}, {caps[column].value!r})" if column in caps else expr
+    if column not in caps:
+        return expr
+    return f"(CASE WHEN {dialect.isfinite(expr)} THEN least({expr}, {caps[column].value!r}) ELSE {expr} END)"
 
 
-def block_sql(spec: MetricSpec, with_indicator: bool, caps: dict) -> list[str]:
+def block_sql(spec: MetricSpec, with_indicator: bool, caps: dict, dialect: Dialect = DUCKDB) -> list[str]:
     """SQL expressions of the block's columns: num, [den], [cov_num, [cov_den], [has_pre]]."""
-    cols = [_value(spec.num, caps)] + ([_value(spec.den, caps)] if spec.is_ratio else [])
+    cols = [_value(spec.num, caps, dialect)] + ([_value(spec.den, caps, dialect)] if spec.is_ratio else [])
     if not spec.has_covariate:
         return cols
     covs = [c for c in (spec.cov_num, spec.cov_den) if c is not None]
     if not with_indicator:  # NULL shows in the non-NULL count, NaN in the mean: both switch to the layout below
-        return cols + [_value(c, caps) for c in covs]
-    present = " AND ".join(f"{_clean(c)} IS NOT NULL" for c in covs)
-    filled = [f"CASE WHEN {present} THEN {_value(c, caps)} ELSE 0 END" for c in covs]
+        return cols + [_value(c, caps, dialect) for c in covs]
+    present = " AND ".join(f"{_clean(c, dialect)} IS NOT NULL" for c in covs)
+    filled = [f"CASE WHEN {present} THEN {_value(c, caps, dialect)} ELSE 0 END" for c in covs]
     return cols + filled + [f"({present})::DOUBLE"]
 
 
@@ -104,12 +110,12 @@ def _moments_query(source: Source, blocks: dict[str, list[str]], ranged: set[str
     exprs = list(dict.fromkeys(e for cols in blocks.values() for e in cols))
     index = {e: i for i, e in enumerate(exprs)}
     pairs = sorted({tuple(sorted((index[a], index[b]))) for cols in blocks.values() for a in cols for b in cols})
-    select = [f"{ident(source.variant_col)}::VARCHAR AS v", "count(*) AS n"]
+    select = [f"{ident(source.variant_col)}::STRING AS v", "count(*) AS n"]
     for e in exprs:
-        select += [f"favg({e})", f"count({e})"] + ([f"min({e})", f"max({e})"] if e in ranged else ["NULL", "NULL"])
+        select += [f"{source.dialect.mean}({e})", f"count({e})"] + ([f"min({e})", f"max({e})"] if e in ranged else ["NULL", "NULL"])
     for i, j in pairs:
         select.append(f"var_samp({exprs[i]})" if i == j else f"covar_samp({exprs[i]}, {exprs[j]})")
-    rows = source.con.execute(f"SELECT {', '.join(select)} FROM {source.relation} GROUP BY 1 ORDER BY 1").fetchall()
+    rows = source.all(f"SELECT {', '.join(select)} FROM {source.relation} GROUP BY 1 ORDER BY 1")
     k = len(exprs)
     out = {}
     for row in rows:
@@ -142,7 +148,7 @@ def _check_outcomes(source: Source, spec: MetricSpec, arms: dict) -> None:
                 unit = _first_unit(source, f"{ident(column)} IS NULL")
                 raise InputError(f"{source.label}: column {column!r} is empty (NULL) for {source.unit_col}={unit!r}")
             if not np.isfinite(block.moments.mean[pos]):
-                unit = _first_unit(source, f"NOT isfinite({ident(column)}::DOUBLE)")
+                unit = _first_unit(source, f"NOT {source.dialect.isfinite(f'{ident(column)}::DOUBLE')}")
                 raise InputError(f"{source.label}: column {column!r} is NaN or infinite for {source.unit_col}={unit!r}")
 
 
@@ -152,9 +158,10 @@ def pooled_caps(source: Source, columns, q: float) -> dict:
         raise InputError(f"--winsorize must be a quantile in (0, 1), got {q}")
     caps = {}
     for column in dict.fromkeys(columns):
-        c = _clean(column)
+        c = _clean(column, source.dialect)
+        quantile = source.dialect.quantile_of(c, q)
         q_all, q_nonzero = source.one(
-            f"SELECT quantile_cont({c}, {q}), quantile_cont({c}, {q}) FILTER (WHERE {c} <> 0) FROM {source.relation}")
+            f"SELECT {quantile}, {quantile} FILTER (WHERE {c} <> 0) FROM {source.relation}")
         caps[column] = choose_cap(q_all if q_all is not None else np.nan, q_nonzero)
     return caps
 
@@ -169,7 +176,7 @@ def aggregate(source: Source, specs: list[MetricSpec], caps: dict | None = None,
     caps = caps or {}
     detect = indicator is None
     indicator = dict(indicator or {})
-    blocks = {s.name: block_sql(s, indicator.get(s.name, False), caps) for s in specs}
+    blocks = {s.name: block_sql(s, indicator.get(s.name, False), caps, source.dialect) for s in specs}
     ranged = {blocks[s.name][0] for s in specs}
     counts, result = _moments_query(source, blocks, ranged)
     newly = []
@@ -182,7 +189,8 @@ def aggregate(source: Source, specs: list[MetricSpec], caps: dict | None = None,
         absent = sum(b.moments.n - b.non_null[first:first + n_cov].min() for b in arms)
         if absent == 0 and not all(np.isfinite(b.moments.mean[first:first + n_cov]).all() for b in arms):
             absent = source.one(f"SELECT count(*) FROM {source.relation} WHERE " + " OR ".join(
-                f"NOT isfinite({ident(c)}::DOUBLE)" for c in (spec.cov_num, spec.cov_den) if c is not None))[0]
+                f"NOT {source.dialect.isfinite(f'{ident(c)}::DOUBLE')}" for c in (spec.cov_num, spec.cov_den)
+                if c is not None))[0]
         if absent > 0 and not detect:
             raise InputError(f"{source.label}: covariate of {spec.name!r} has missing values but the "
                              "has-pre-data layout was not requested for it")
@@ -190,7 +198,7 @@ def aggregate(source: Source, specs: list[MetricSpec], caps: dict | None = None,
             indicator[spec.name] = True
             newly.append(spec)
     if newly:
-        _, again = _moments_query(source, {s.name: block_sql(s, True, caps) for s in newly})
+        _, again = _moments_query(source, {s.name: block_sql(s, True, caps, source.dialect) for s in newly})
         result.update(again)
     missing = {name: int(round(sum(b.moments.n * (1 - b.moments.mean[-1]) for b in result[name].values())))
                for name, on in indicator.items() if on}
@@ -203,7 +211,7 @@ def rank_sums(source: Source, column: str, control: str, treatment: str) -> tupl
     s = "'" + treatment.replace("'", "''") + "'"
     c = "'" + control.replace("'", "''") + "'"
     rank_sum, ties = source.one(f"""
-WITH pair AS (SELECT {v}::VARCHAR AS v, {x} AS x FROM {source.relation} WHERE {v}::VARCHAR IN ({c}, {s})),
+WITH pair AS (SELECT {v}::STRING AS v, {x} AS x FROM {source.relation} WHERE {v}::STRING IN ({c}, {s})),
 groups AS (SELECT x, count(*)::DOUBLE AS t, count(*) FILTER (WHERE v = {s})::DOUBLE AS t_treat FROM pair GROUP BY x),
 ranked AS (SELECT t, t_treat, sum(t) OVER (ORDER BY x ROWS UNBOUNDED PRECEDING) - t AS below FROM groups)
 SELECT sum(t_treat * (below + (t + 1) / 2)), sum(t * t * t - t) FROM ranked""")

@@ -6,12 +6,39 @@ CUPED covariates (``pre_<metric>``, NULL for a user with no pre-period events: m
 Every assigned user is a unit: users with no experiment events count with zeros.
 
 The query never loads the log into Python; DuckDB streams it, and the same SQL runs on Spark.
+Every query of the package is written once, in the subset of SQL that DuckDB and Spark SQL 4 both
+parse the same way (``x::DOUBLE``, ``count(*) FILTER (WHERE ...)``, ``USING`` joins, double-quoted
+identifiers); the three functions that subset lacks are spelled by the engine's ``Dialect``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from abtest.errors import InputError
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one engine spells what the common SQL lacks (``{x}``: an expression, ``{q}``: a quantile)."""
+
+    name: str
+    mean: str  # a mean aggregate
+    finite: str  # TRUE for a finite number, FALSE for NaN or ±inf, NULL for NULL
+    quantile: str  # exact quantile with linear interpolation
+    bitmap: bool  # bitstring_agg for dense integer ids
+
+    def isfinite(self, x: str) -> str:
+        return self.finite.format(x=x)
+
+    def quantile_of(self, x: str, q: float) -> str:
+        return self.quantile.format(x=x, q=repr(float(q)))
+
+
+# DuckDB: the compensated (Kahan) mean; Spark: avg over a double sum per partition, merged
+DUCKDB = Dialect("duckdb", "favg", "isfinite({x})", "quantile_cont({x}, {q})", True)
+SPARK = Dialect("spark", "avg", "(NOT isnan({x}) AND abs({x}) < CAST('Infinity' AS DOUBLE))",
+                "percentile({x}, {q})", False)
 
 # name -> aggregate over one user's events of one period (comment watch time first: the headline)
 STANDARD_MEANS: dict[str, str] = {
@@ -52,22 +79,28 @@ def events_source(run_dir: Path) -> str:
     raise InputError(f"{run_dir}: no events.parquet or events/ in this run directory")
 
 
-def per_period_sql(run_dir: Path) -> str:
-    """One row per (user, period): the standard metrics and how many variants the user was logged in."""
+def assignment_source(run_dir: Path) -> str | None:
+    """DuckDB table function reading the run's assignment table, None if the run has none."""
+    assignment = run_dir / "assignment.parquet"
+    return f"read_parquet({sql_string(assignment)})" if assignment.is_file() else None
+
+
+def per_period_sql(events: str) -> str:
+    """One row per (user, period) of the ``events`` relation: the standard metrics and how many
+    variants the user was logged in."""
     aggs = ",\n           ".join(f"{expr} AS {name}" for name, expr in STANDARD_MEANS.items())
     return f"""
-SELECT user_id, period::VARCHAR AS period, min(variant::VARCHAR) AS variant,
-       count(DISTINCT variant::VARCHAR) AS n_variants,
+SELECT user_id, period::STRING AS period, min(variant::STRING) AS variant,
+       count(DISTINCT variant::STRING) AS n_variants,
        {aggs}
-FROM {events_source(run_dir)}
-GROUP BY user_id, period::VARCHAR"""
+FROM {events}
+GROUP BY user_id, period::STRING"""
 
 
-def units_sql(run_dir: Path, per_period: str = "per_period") -> str:
-    """The experiment's units: the assignment table, else the users active in the experiment period."""
-    assignment = run_dir / "assignment.parquet"
-    if assignment.is_file():
-        return f"SELECT user_id, variant::VARCHAR AS variant FROM read_parquet({sql_string(assignment)})"
+def units_sql(assignment: str | None, per_period: str = "per_period") -> str:
+    """The experiment's units: the assignment relation, else the users active in the experiment period."""
+    if assignment is not None:
+        return f"SELECT user_id, variant::STRING AS variant FROM {assignment}"
     return f"SELECT user_id, variant FROM {per_period} WHERE period = 'experiment'"
 
 

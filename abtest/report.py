@@ -1,8 +1,9 @@
 """The experiment report: SRM, then every metric of every treatment arm against control.
 
 ``build_report(INPUT, config)`` opens the input (source.py), aggregates sufficient statistics in SQL
-(aggregate.py) and calls ``analyze``, which is pure: it needs only the per-variant Aggregates, so
-aggregates of shards added together give the same report as the whole table.
+(aggregate.py; on DuckDB, or on Spark with ``engine="spark"``) and calls ``analyze``, which is pure:
+it needs only the per-variant Aggregates, so aggregates of shards added together give the same
+report as the whole table, and the engine that computed them does not matter.
 
 A result is never a silent number: a test that cannot be computed (zero variance, a zero ratio
 denominator, a non-positive baseline for a relative lift) has None in its place and says why in
@@ -25,6 +26,7 @@ from abtest.source import open_source
 from abtest.spec import MetricSpec, metric_specs
 from abtest.srm import SRM_ALPHA, SRMResult, srm
 
+ENGINES = ("duckdb", "spark")
 IMBALANCE_ALPHA = 0.001  # CUPED health check: pre-period means that differ this much between arms
 
 
@@ -46,8 +48,12 @@ class ReportConfig:
     mann_whitney: bool = False
     tau_rel: float = seq_tests.TAU_REL
     n_star: float = seq_tests.N_STAR
+    engine: str = "duckdb"  # where the SQL runs: duckdb (embedded) | spark
+    spark_master: str | None = None  # Spark master URL (default: the active session, else local[*])
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         for name in ("alpha", "srm_alpha"):
             value = getattr(self, name)
             if not 0 < value < 1:
@@ -252,9 +258,14 @@ def analyze(agg: Aggregates, specs: list[MetricSpec], config: ReportConfig, sour
                   config.scope, config.sequential, warnings, source)
 
 
-def build_report(path, config: ReportConfig) -> Report:
-    """Open INPUT (an A/B run dir or a per-unit table), aggregate in DuckDB, analyse."""
-    source = open_source(path, config.unit_col, config.variant_col)
+def build_report(path, config: ReportConfig, table: str | None = None) -> Report:
+    """Open INPUT (an A/B run dir or a per-unit table; or ``table``, a table the engine knows by name),
+    aggregate on the configured engine (DuckDB or Spark), analyse."""
+    engine = None
+    if config.engine == "spark":
+        from abtest.spark import SparkEngine, spark_session
+        engine = SparkEngine(spark_session(config.spark_master))
+    source = open_source(path, config.unit_col, config.variant_col, engine=engine, table=table)
     specs = metric_specs(source.columns, source.label, source.is_run, config.metrics, config.ratios, config.covariates)
     caps = pooled_caps(source, cap_columns(specs), config.winsorize) if config.winsorize else None
     agg = aggregate(source, specs, caps)

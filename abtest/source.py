@@ -1,9 +1,11 @@
-"""Open the report's INPUT as a DuckDB relation of units: an A/B run dir or a per-unit table.
+"""Open the report's INPUT as a relation of units on an engine: an A/B run dir or a per-unit table.
 
 * A run dir (``events.parquet`` or ``events/``, optionally ``assignment.parquet``) becomes one row per
   user with the standard metrics and their ``pre_`` covariates (metrics_sql.py).
-* A per-unit table is a Parquet file (or a folder of them) or a CSV file with named columns.
+* A per-unit table is a Parquet file (or a folder of them), a CSV file with named columns, or a
+  table the engine already knows by name (``table=``; on Spark, a catalog or Hive table).
 
+The engine is DuckDB, embedded, by default; ``abtest.spark.SparkEngine`` runs the same SQL on Spark.
 Every check that needs the rows happens here, in SQL: missing columns, NULL variants, duplicate
 units, users logged under two variants. Errors are one line naming the file, column or value.
 """
@@ -16,6 +18,7 @@ import duckdb
 
 from abtest import metrics_sql
 from abtest.errors import InputError
+from abtest.metrics_sql import DUCKDB, Dialect
 
 
 def ident(name: str) -> str:
@@ -23,17 +26,66 @@ def ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def table_ident(name: str) -> str:
+    """A possibly qualified table name (``db.table``), each part quoted."""
+    return ".".join(ident(part) for part in str(name).split("."))
+
+
+class DuckDBEngine:
+    """The embedded engine: SQL on a DuckDB connection, Parquet and CSV read by table functions."""
+
+    dialect: Dialect = DUCKDB
+    errors = (duckdb.Error,)
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.con = con or duckdb.connect()
+
+    def one(self, sql: str):
+        return self.con.execute(sql).fetchone()
+
+    def all(self, sql: str) -> list:
+        return self.con.execute(sql).fetchall()
+
+    def view(self, name: str, sql: str, materialize: bool = False) -> None:
+        kind = "TABLE" if materialize else "VIEW"
+        self.con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
+
+    def columns(self, name: str) -> dict:
+        return dict(self.con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall())
+
+    def events(self, run_dir: Path) -> str:
+        return metrics_sql.events_source(run_dir)
+
+    def assignment(self, run_dir: Path) -> str | None:
+        return metrics_sql.assignment_source(run_dir)
+
+    def table_file(self, path: Path) -> str:
+        return _table_reader(path)
+
+    def first_line(self, error: Exception) -> str:
+        return str(error).splitlines()[0]
+
+
 @dataclass(frozen=True)
 class Source:
-    """A DuckDB relation (``relation``: a view name) with one row per unit."""
+    """A relation (``relation``: a view name) with one row per unit, on an engine."""
 
-    con: duckdb.DuckDBPyConnection
+    engine: object  # DuckDBEngine or abtest.spark.SparkEngine
     relation: str
-    label: str  # the path, for messages
+    label: str  # the path or table name, for messages
     unit_col: str
     variant_col: str
-    columns: dict  # name -> DuckDB type
+    columns: dict  # name -> SQL type (DuckDB's names on every engine)
     is_run: bool
+
+    @property
+    def con(self):
+        """The engine's connection (DuckDB) or session (Spark)."""
+        return self.engine.con
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.engine.dialect
 
     def require(self, column: str, what: str = "column") -> None:
         if column not in self.columns:
@@ -41,7 +93,10 @@ class Source:
             raise InputError(f"{self.label}: no {what} {column!r} (columns: {known})")
 
     def one(self, sql: str):
-        return self.con.execute(sql).fetchone()
+        return self.engine.one(sql)
+
+    def all(self, sql: str) -> list:
+        return self.engine.all(sql)
 
 
 def _table_reader(path: Path) -> str:
@@ -63,28 +118,36 @@ def _is_run_dir(path: Path) -> bool:
     return path.is_dir() and ((path / "events.parquet").is_file() or (path / "events").is_dir())
 
 
-def open_source(path, unit_col: str = "user_id", variant_col: str = "variant",
-                con: duckdb.DuckDBPyConnection | None = None) -> Source:
-    """Open INPUT, check units and variants, and return it as the view ``units``."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    con = con or duckdb.connect()
+def open_source(path=None, unit_col: str = "user_id", variant_col: str = "variant",
+                con: duckdb.DuckDBPyConnection | None = None, engine=None, table: str | None = None) -> Source:
+    """Open INPUT (a path, or ``table``: a table the engine knows), check units and variants, and
+    return it as the view ``units``."""
+    engine = engine or DuckDBEngine(con)
+    if (path is None) == (table is None):
+        raise InputError("give INPUT (a run dir or per-unit file) or --table NAME, not both")
+    if table is not None:
+        label, is_run = str(table), False
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        label, is_run = str(path), _is_run_dir(path)
     try:
-        if _is_run_dir(path):
+        if is_run:
             unit_col, variant_col = "user_id", "variant"
-            con.execute(f"CREATE OR REPLACE TEMP TABLE per_period AS {metrics_sql.per_period_sql(path)}")
-            twice = con.execute("SELECT user_id FROM per_period WHERE n_variants > 1 LIMIT 1").fetchone()
+            engine.view("per_period", metrics_sql.per_period_sql(engine.events(path)), materialize=True)
+            twice = engine.one("SELECT user_id FROM per_period WHERE n_variants > 1 LIMIT 1")
             if twice:
                 raise InputError(f"{path}: user_id {twice[0]} is logged under more than one variant")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW assigned AS {metrics_sql.units_sql(path)}")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW units AS {metrics_sql.user_metrics_sql('per_period', 'assigned')}")
+            engine.view("assigned", metrics_sql.units_sql(engine.assignment(path)))
+            engine.view("units", metrics_sql.user_metrics_sql("per_period", "assigned"))
         else:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW units AS SELECT * FROM {_table_reader(path)}")
-        columns = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE units)").fetchall())
-    except duckdb.Error as e:
-        raise InputError(f"{path}: cannot read: {str(e).splitlines()[0]}") from None
-    source = Source(con, "units", str(path), unit_col, variant_col, columns, _is_run_dir(path))
+            relation = table_ident(table) if table is not None else engine.table_file(path)
+            engine.view("units", f"SELECT * FROM {relation}")
+        columns = engine.columns("units")
+    except engine.errors as e:
+        raise InputError(f"{label}: cannot read: {engine.first_line(e)}") from None
+    source = Source(engine, "units", label, unit_col, variant_col, columns, is_run)
     source.require(unit_col, "unit column")
     source.require(variant_col, "variant column")
     _check_units(source)
@@ -105,7 +168,7 @@ def _check_units(source: Source) -> None:
         raise InputError(f"{source.label}: column {source.variant_col!r} has {null_variant} empty (NULL) values")
     if n == 0:
         raise InputError(f"{source.label}: no units (the table is empty)")
-    dense = (str(source.columns[source.unit_col]).upper() in INTEGER_TYPES
+    dense = (source.dialect.bitmap and str(source.columns[source.unit_col]).upper() in INTEGER_TYPES
              and hi - lo + 1 <= min(BITMAP_MAX_BITS, max(64 * n, 1 << 20)))
     if dense:  # a bitmap over the id range: one cheap pass instead of a hash of every id
         distinct = source.one(f"SELECT bit_count(bitstring_agg({u}, {lo}, {hi})) FROM {source.relation}")[0]

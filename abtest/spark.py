@@ -1,0 +1,137 @@
+"""The report's SQL on Spark: the same metric definitions and aggregates, run where the logs live.
+
+``SparkEngine`` is the Spark twin of ``source.DuckDBEngine``: it registers INPUT as temporary views
+(Parquet read by Spark, or a catalog/Hive table by name) and runs the package's SQL text unchanged
+(metrics_sql.py writes it in the subset DuckDB and Spark SQL 4 share; ``metrics_sql.SPARK`` spells
+the rest). Only aggregates come back to the driver: one row per variant, a few rows for the checks.
+
+    engine = SparkEngine(spark_session("spark://host:7077"))
+    source = open_source(table="events_db.units", engine=engine)
+
+Needs PySpark 4 (``pip install 'pyspark>=4'``) and a Java 17+ runtime for a local master.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from abtest.errors import InputError
+from abtest.metrics_sql import SPARK, Dialect
+
+# Spark's SQL settings the shared SQL text relies on: ANSI semantics with "double-quoted" identifiers
+SQL_CONF = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdentifiers": "true"}
+LOCAL_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+              "spark.sql.shuffle.partitions": "4"}
+# Spark type names -> the DuckDB names the rest of the package (spec.NUMERIC, messages) speaks
+TYPES = {"tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER", "bigint": "BIGINT", "float": "FLOAT",
+         "double": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR", "binary": "BLOB", "date": "DATE",
+         "timestamp": "TIMESTAMP WITH TIME ZONE", "timestamp_ntz": "TIMESTAMP"}
+
+
+def _pyspark():
+    try:
+        import pyspark  # noqa: F401
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError("--engine spark needs PySpark 4: pip install 'pyspark>=4'") from None
+    return SparkSession
+
+
+def spark_session(master: str | None = None, app_name: str = "lsvcr-abtest"):
+    """The active SparkSession, else a new one on ``master`` (default ``local[*]``), with quiet logs."""
+    session_cls = _pyspark()
+    builder = session_cls.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    active = session_cls.getActiveSession()
+    if active is None and (master or "local").startswith("local"):
+        for key, value in LOCAL_CONF.items():
+            builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as e:  # no Java, a master that cannot be reached...
+        raise InputError(f"cannot start Spark (master {master or 'local[*]'}): {str(e).splitlines()[0]}") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _type(name: str) -> str:
+    name = name.lower()
+    if name.startswith("decimal"):
+        return name.upper()
+    return TYPES.get(name, name.upper())
+
+
+class SparkEngine:
+    """SQL on a SparkSession; INPUT becomes temporary views (cached where it is read more than once)."""
+
+    dialect: Dialect = SPARK
+
+    def __init__(self, spark) -> None:
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        self.con = spark
+        self.errors = (PySparkException, Py4JError)
+        for key, value in SQL_CONF.items():
+            spark.conf.set(key, value)
+        # PySpark logs every failed query's JSON stack to stderr before raising it; the raised error
+        # is enough (it becomes one line, see first_line)
+        logging.getLogger("SQLQueryContextLogger").disabled = True
+        logging.getLogger("DataFrameQueryContextLogger").disabled = True
+
+    def one(self, sql: str):
+        rows = self.all(sql)
+        return rows[0] if rows else None
+
+    def all(self, sql: str) -> list:
+        return [tuple(row) for row in self.con.sql(sql).collect()]
+
+    def view(self, name: str, sql: str, materialize: bool = False) -> None:
+        if materialize:
+            self.con.sql(f"DROP VIEW IF EXISTS {name}")  # also drops its cache
+            self.con.sql(f"CACHE TABLE {name} AS {sql}")
+        else:
+            self.con.sql(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+    def columns(self, name: str) -> dict:
+        return {column: _type(kind) for column, kind in self.con.table(name).dtypes}
+
+    def _register(self, name: str, frame) -> str:
+        frame.createOrReplaceTempView(name)
+        return name
+
+    def events(self, run_dir: Path) -> str:
+        file, folder = run_dir / "events.parquet", run_dir / "events"
+        if file.is_file():
+            return self._register("events", self.con.read.parquet(str(file)))
+        if folder.is_dir():  # partition columns (shard=0/...) discovered as Hive-style partitions
+            return self._register("events", self.con.read.option("mergeSchema", "true").parquet(str(folder)))
+        raise InputError(f"{run_dir}: no events.parquet or events/ in this run directory")
+
+    def assignment(self, run_dir: Path) -> str | None:
+        file = run_dir / "assignment.parquet"
+        return self._register("assignment", self.con.read.parquet(str(file))) if file.is_file() else None
+
+    def table_file(self, path: Path) -> str:
+        read = self.con.read
+        if path.is_dir():
+            if not any(path.glob("**/*.parquet")):
+                raise InputError(f"{path}: not an A/B run dir (no events.parquet or events/) and no Parquet files in it")
+            return self._register("input_table", read.option("mergeSchema", "true").parquet(str(path)))
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            return self._register("input_table", read.parquet(str(path)))
+        if suffix in (".csv", ".tsv", ".txt") or path.name.lower().endswith((".csv.gz", ".tsv.gz")):
+            sep = "\t" if ".tsv" in path.name.lower() else ","
+            return self._register("input_table", read.csv(str(path), header=True, inferSchema=True, sep=sep))
+        raise InputError(f"{path}: unknown file type {suffix!r} (expected .parquet or .csv, or an A/B run dir)")
+
+    def first_line(self, error: Exception) -> str:
+        """Spark's message without its plan dump and SQLSTATE tail: one line."""
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return re.sub(r"\s*SQLSTATE: \w+.*$", "", text)
+
+
+__all__ = ["SparkEngine", "spark_session"]
