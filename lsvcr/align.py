@@ -13,7 +13,7 @@ prompts without the response and skips L_LM (said once).
 
 **Outputs** (an *aligned directory*): ``llm/`` (LoRA adapter, text MLP, user head, config),
 ``sr.safetensors`` (the aligned backbone), ``text_embeddings.safetensors`` and ``align.json``
-(configs, loss curve, throughput, dataset fingerprint).
+(configs, loss curve, dataset fingerprint); ``timings.json`` (seconds, throughput).
 
 **How stage 2 consumes it.** After stage 1 every title and comment is encoded once with the aligned
 LLM into its *mean-pooled features* ``[N, hidden]`` (``text_embeddings.safetensors``, frozen). Stage 2's
@@ -75,6 +75,7 @@ from lsvcr.prompts import DEFAULT_TEMPLATES, PromptTemplates, collate, encode_ex
 from lsvcr.sr import Histories, LSVCRBackbone
 
 SR_FILE, META_FILE, CKPT_DIR = "sr.safetensors", "align.json", "checkpoint"
+TIMING_FIELDS = ("seconds", "samples_per_s")  # AlignReport's wall-clock fields: timings.json, not align.json
 
 
 @dataclass(frozen=True)
@@ -394,10 +395,12 @@ def write_aligned(out_dir: Path, aligner: Aligner, ds: Dataset, cfg: AlignConfig
         console.print(f"encoding {ds.n_videos - 1} titles and {ds.n_comments - 1} comments with the aligned LLM ...")
     titles, comments = text.encode_items(ds.titles, ds.comment_texts, tcfg, llm=aligner.llm.eval(), batch_size=cfg.embed_batch_size)
     text.save_text_embeddings(out_dir / text.FILE, titles, comments, ds.fingerprint(), tcfg)
+    timings = {k: v for k, v in asdict(report).items() if k in TIMING_FIELDS}
     meta = {"align_config": asdict(cfg), "sr_config": to_dict(aligner.sr.cfg), "text_config": to_dict(tcfg),
             "dataset": {"fingerprint": ds.fingerprint(), "n_videos": ds.n_videos, "n_comments": ds.n_comments},
-            "report": asdict(report)}
+            "report": {k: v for k, v in asdict(report).items() if k not in TIMING_FIELDS}}
     (out_dir / META_FILE).write_text(dumps(meta))
+    (out_dir / "timings.json").write_text(dumps(timings))  # apart: align.json is the same bytes per seed
     shutil.rmtree(out_dir / CKPT_DIR, ignore_errors=True)  # finished: the checkpoint is no longer needed
     return out_dir
 

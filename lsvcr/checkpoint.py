@@ -35,11 +35,14 @@ def describe(model: torch.nn.Module, dataset: Dataset, finetune_cfg, tasks: tupl
 
 
 def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metrics: dict | None = None,
-                   dataset: Dataset | None = None, text_encoder: str | Path | None = None) -> Path:
+                   dataset: Dataset | None = None, text_encoder: str | Path | None = None,
+                   timings: dict | None = None) -> Path:
     """Write the model directory; with ``dataset``, also its id lists (``ids.json``), which serving
     (lsvcr.policy) needs to map platform ids to the model's rows; with ``text_encoder`` (an aligned
     dir's ``llm/``: LoRA adapter, text MLP, config — not the base weights), a copy of it in
-    ``text_encoder/``, so that texts first seen in serving are embedded as in training."""
+    ``text_encoder/``, so that texts first seen in serving are embedded as in training.
+    ``timings`` (wall-clock seconds, throughput) go to ``timings.json``, apart from the results, so
+    that every other file is the same bytes in two runs with one seed."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -57,6 +60,8 @@ def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metric
     (tmp / "config.json").write_text(dumps(config))
     if metrics is not None:
         (tmp / "metrics.json").write_text(dumps(metrics))
+    if timings is not None:
+        (tmp / "timings.json").write_text(dumps(timings))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -8,7 +8,8 @@
   are kept; stop after ``patience`` epochs without gain.
 
 Randomness: batch order and negatives from a numpy Generator / torch Generator seeded from
-``cfg.seed``; dropout draws from torch's default generator, seeded inside ``fork_rng`` here.
+``cfg.seed``; initialisation and dropout draw from torch's global generator, forked and seeded
+with ``cfg.seed`` around the whole of training (``lsvcr.determinism.seeded``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lsvcr.config import FinetuneConfig, LSVCRConfig, SASRecConfig, TextConfig
 from lsvcr.data.layout import Dataset
+from lsvcr.determinism import seeded
 from lsvcr.data.loader import Batch, TaskTensors, length_bucketed, sequence_windows, user_sequences
 from lsvcr.errors import InputError
 from lsvcr.evaluate import EvalConfig, ModelScorer, evaluate_task
@@ -131,7 +133,13 @@ def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments
                 console: Console | None = None, on_epoch=None, max_seconds=None,
                 init_state: dict[str, torch.Tensor] | None = None) -> tuple[LSVCRRecommender, TrainReport]:
     """Stage 2. ``init_state``: starting weights from stage 1 (``lsvcr.align.stage2_state``); the
-    video-ID table and the gate, new in stage 2, keep their fresh initialisation."""
+    video-ID table and the gate, new in stage 2, keep their fresh initialisation.
+    Initialisation and dropout draw from torch's RNG seeded with ``cfg.seed`` (``seeded``)."""
+    with seeded(cfg.seed, cfg.threads, cfg.device):
+        return _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state)
+
+
+def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state):
     tasks = cfg.tasks
     for t in tasks:
         if not len(ds.splits[t]["train"]):
@@ -170,14 +178,18 @@ def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments
             loss = loss + cfg.id_text_weight * id_text_contrast(bb.video_id.weight, bb.adapter(title256), items, neg, cfg.id_text_tau)
         return loss, len(b.target)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        report = _fit(model, step, epoch_batches, ds, tasks, cfg, console, on_epoch, max_seconds)
+    report = _fit(model, step, epoch_batches, ds, tasks, cfg, console, on_epoch, max_seconds)
     return model.eval(), report
 
 
 def train_sasrec(ds: Dataset, cfg: FinetuneConfig, model_cfg: SASRecConfig = SASRecConfig(),
                  console: Console | None = None, on_epoch=None, max_seconds=None) -> tuple[SASRec, TrainReport]:
+    """The control; initialisation and dropout draw from torch's RNG seeded with ``cfg.seed``."""
+    with seeded(cfg.seed, cfg.threads, cfg.device):
+        return _train_sasrec(ds, cfg, model_cfg, console, on_epoch, max_seconds)
+
+
+def _train_sasrec(ds, cfg, model_cfg, console, on_epoch, max_seconds):
     model = SASRec(model_cfg, ds.n_videos).to(cfg.device)
     inputs, targets = sequence_windows(user_sequences(ds.splits["video"]["train"]), model_cfg.max_len)
     inputs, targets = torch.from_numpy(inputs), torch.from_numpy(targets)
@@ -193,7 +205,5 @@ def train_sasrec(ds: Dataset, cfg: FinetuneConfig, model_cfg: SASRecConfig = SAS
         seq, tgt = seq[:, :width].to(cfg.device), tgt[:, :width].to(cfg.device)
         return model.loss(seq, tgt, gen), int((tgt > 0).sum())
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        report = _fit(model, step, epoch_batches, ds, ("video",), cfg, console, on_epoch, max_seconds)
+    report = _fit(model, step, epoch_batches, ds, ("video",), cfg, console, on_epoch, max_seconds)
     return model.eval(), report

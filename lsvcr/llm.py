@@ -267,10 +267,21 @@ class LLM(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(str(directory / "lora"))
+        _sort_adapter_config(directory / "lora" / "adapter_config.json")
         for name, module in (("text_projector", self.text_projector), ("user_head", self.user_head)):
             state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
             save_file(state, str(directory / f"{name}.safetensors"))
         (directory / "llm_config.json").write_text(json.dumps(self.llm_config.to_dict(), indent=2) + "\n")
+
+
+def _sort_adapter_config(path: Path) -> None:
+    """peft keeps ``target_modules`` (and friends) as sets and writes them in hash order, which
+    changes from process to process; sorted, the file is the same bytes in every run."""
+    cfg = json.loads(path.read_text())
+    for k, v in cfg.items():
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            cfg[k] = sorted(v)
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------------

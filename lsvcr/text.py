@@ -88,7 +88,8 @@ def save_text_embeddings(path: Path, titles: torch.Tensor, comments: torch.Tenso
                          cfg: TextConfig = TextConfig()) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file({"titles": titles.contiguous(), "comments": comments.contiguous()}, str(tmp),
-              metadata={"fingerprint": fingerprint, "encoder": cfg.encoder, "config": json.dumps(cfg.__dict__)})
+              metadata={"text": json.dumps({"fingerprint": fingerprint, "encoder": cfg.encoder, "config": cfg.__dict__},
+                                           sort_keys=True)})  # one key: safetensors orders several at random
     os.replace(tmp, path)
 
 
@@ -97,6 +98,8 @@ def load_text_embeddings(path: Path, fingerprint: str | None = None) -> tuple[to
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
+    if "text" in meta:
+        meta = json.loads(meta["text"])  # else a file written before the single-key layout
     if fingerprint is not None and meta.get("fingerprint") != fingerprint:
         raise InputError(f"{path}: text embeddings were computed for another dataset "
                          f"(fingerprint {meta.get('fingerprint')!r}, this dataset {fingerprint!r})")

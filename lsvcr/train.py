@@ -2,6 +2,7 @@
 evaluate, write the model directory."""
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,18 +63,32 @@ def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, 
         state = align.stage2_state(init, mcfg, cfg.seed)
         model, report = train_lsvcr(ds, cfg, titles, comments, mcfg, align.aligned_text_config(meta), console,
                                     init_state=state)
-        report.aligned_from = str(init)  # recorded in metrics.json
+        report.aligned_from = os.path.relpath(init, out_dir)  # in metrics.json; relative: no absolute paths
     else:
         tcfg = TextConfig()
         titles, comments = text_embeddings(ds, data_dir, tcfg, console)
         model, report = train_lsvcr(ds, cfg, titles, comments, LSVCRConfig(), tcfg, console)
     model = model.cpu()
     scorer = ModelScorer(model, cfg.tasks, Popularity(ds))
-    metrics = {"train": {k: v for k, v in report.__dict__.items()},
+    train, timings = split_timings(report.__dict__)
+    metrics = {"train": train,
                "test_sampled100": evaluate(scorer, ds, EvalConfig("sampled100", "test", cfg.seed), cfg.tasks)}
     save_model_dir(out_dir, model, describe(model, ds, replace(cfg, device="cpu"), cfg.tasks), metrics, ds,
-                   text_encoder=None if init is None else Path(init) / "llm")
-    return metrics
+                   text_encoder=None if init is None else Path(init) / "llm", timings=timings)
+    return {**metrics, "train": {**train, **timings, "epochs": report.epochs}}
+
+
+TIMING_KEYS = ("train_seconds", "targets_per_s")
+
+
+def split_timings(report: dict) -> tuple[dict, dict]:
+    """A training report -> (results, timings): wall-clock fields (also per epoch) move to the
+    timings, so the results are the same bytes in two runs with one seed."""
+    results = {k: v for k, v in report.items() if k not in TIMING_KEYS}
+    results["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in report.get("epochs", [])]
+    timings = {k: report[k] for k in TIMING_KEYS if k in report}
+    timings["epochs"] = [{"epoch": e["epoch"], **{k: e[k] for k in TIMING_KEYS if k in e}} for e in report.get("epochs", [])]
+    return results, timings
 
 
 def align_model(data_dir: str | Path, out_dir: str | Path, cfg, console: Console | None = None,

@@ -271,7 +271,10 @@ def write_dataset(ds: Dataset, out: str | Path) -> Path:
             with open(tmp / f"{stem}.{split}.json", "w", encoding="utf-8") as f:
                 for row in _example_rows(ds, ds.splits[task][split]):
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    dump("meta.json", {**ds.meta, "fingerprint": ds.fingerprint(), "stats": ds.stats()})
+    meta = dict(ds.meta)
+    if meta.get("run_dir"):  # relative to the dataset dir: the same bytes wherever the runs live
+        meta["run_dir"] = os.path.relpath(Path(meta["run_dir"]).resolve(), out.resolve())
+    dump("meta.json", {**meta, "fingerprint": ds.fingerprint(), "stats": ds.stats()})
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
