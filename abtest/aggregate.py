@@ -5,8 +5,8 @@ its count, means and sample covariances (the engines' numerically stable ``covar
 counts and ranges for the checks. Aggregates add across shards (``+``), so a partitioned dataset or
 a Spark job can produce them piecewise; ``report.analyze`` needs nothing else.
 
-Missing covariates (NULL or NaN) are detected in the same pass; those metrics are aggregated once
-more with the covariate filled with 0 and a has-pre-data indicator (regression.py).
+Missing covariates (NULL, NaN or infinite) are counted first in a light pass; those metrics are
+aggregated with the covariate filled with 0 and a has-pre-data indicator (regression.py).
 Only these aggregates leave the engine: a few numbers per variant, however many units.
 """
 from __future__ import annotations
@@ -166,6 +166,17 @@ def pooled_caps(source: Source, columns, q: float) -> dict:
     return caps
 
 
+def _missing_covariates(source: Source, specs: list[MetricSpec]) -> list[int]:
+    """Units whose covariate (either part, for a ratio) is NULL, NaN or infinite, per metric: one light
+    pass, so that the heavy one already uses the right layout."""
+    if not specs:
+        return []
+    counts = [" OR ".join(f"{_clean(c, source.dialect)} IS NULL" for c in (s.cov_num, s.cov_den) if c is not None)
+              for s in specs]
+    row = source.one("SELECT " + ", ".join(f"count(*) FILTER (WHERE {c})" for c in counts) + f" FROM {source.relation}")
+    return [int(x) for x in row]
+
+
 def aggregate(source: Source, specs: list[MetricSpec], caps: dict | None = None,
               indicator: dict | None = None) -> Aggregates:
     """Sufficient statistics of every metric per variant.
@@ -176,30 +187,18 @@ def aggregate(source: Source, specs: list[MetricSpec], caps: dict | None = None,
     caps = caps or {}
     detect = indicator is None
     indicator = dict(indicator or {})
-    blocks = {s.name: block_sql(s, indicator.get(s.name, False), caps, source.dialect) for s in specs}
-    ranged = {blocks[s.name][0] for s in specs}
-    counts, result = _moments_query(source, blocks, ranged)
-    newly = []
-    for spec in specs:
-        _check_outcomes(source, spec, result[spec.name])
-        if not spec.has_covariate or indicator.get(spec.name):
-            continue
-        first, n_cov = (2, 2) if spec.is_ratio else (1, 1)
-        arms = result[spec.name].values()
-        absent = sum(b.moments.n - b.non_null[first:first + n_cov].min() for b in arms)
-        if absent == 0 and not all(np.isfinite(b.moments.mean[first:first + n_cov]).all() for b in arms):
-            absent = source.one(f"SELECT count(*) FROM {source.relation} WHERE " + " OR ".join(
-                f"NOT {source.dialect.isfinite(f'{ident(c)}::DOUBLE')}" for c in (spec.cov_num, spec.cov_den)
-                if c is not None))[0]
+    pending = [s for s in specs if s.has_covariate and not indicator.get(s.name)]
+    for spec, absent in zip(pending, _missing_covariates(source, pending)):
         if absent > 0 and not detect:
             raise InputError(f"{source.label}: covariate of {spec.name!r} has missing values but the "
                              "has-pre-data layout was not requested for it")
         if absent > 0:
             indicator[spec.name] = True
-            newly.append(spec)
-    if newly:
-        _, again = _moments_query(source, {s.name: block_sql(s, True, caps, source.dialect) for s in newly})
-        result.update(again)
+    blocks = {s.name: block_sql(s, indicator.get(s.name, False), caps, source.dialect) for s in specs}
+    ranged = {blocks[s.name][0] for s in specs}
+    counts, result = _moments_query(source, blocks, ranged)
+    for spec in specs:
+        _check_outcomes(source, spec, result[spec.name])
     missing = {name: int(round(sum(b.moments.n * (1 - b.moments.mean[-1]) for b in result[name].values())))
                for name, on in indicator.items() if on}
     return Aggregates(counts, result, missing, caps)
