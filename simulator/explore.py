@@ -10,7 +10,7 @@
   position j when exactly j others finish first):
       P = ∫ w_a t e^{−w_a t} · PoissonBinomial_j({1 − e^{−w_i t}}_{i≠a}) d(log t),
   evaluated with the trapezoidal rule in log t, which converges geometrically for this analytic
-  integrand (error far below 1e-10 with the step used here; tests check it against enumeration).
+  integrand (relative error below 1e-9 with the step used here; tests check it against enumeration).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from .policy import CommentRequest, ScoringPolicy, Slate, VideoRequest
 
-_LOG_T_STEP = 0.2
+_LOG_T_STEP = 0.3  # trapezoid in log t: relative error < 1e-9 (tests: against enumeration)
 
 
 class _Stochastic:
@@ -91,27 +91,30 @@ def standardize(scores: np.ndarray) -> np.ndarray:
 def plackett_luce_marginals(weights: np.ndarray, items: np.ndarray) -> np.ndarray:
     """P(items[j] is ranked at position j) under Plackett–Luce with ``weights`` (over all candidates).
 
-    ``items`` are candidate indices shown at positions 0..k-1.
+    ``items`` are candidate indices shown at positions 0..k-1. Each shown item integrates on its own
+    log-time grid (u = w_a t from 1e-14 to 50); the Poisson-binomial over the other candidates is
+    updated in place, one candidate at a time.
     """
     w = np.asarray(weights, dtype=np.float64)
     w = np.maximum(w / w.max(), 1e-300)
+    items = np.asarray(items, dtype=np.int64)
     k = len(items)
-    wa = w[items]  # [k]
-    # log-time grid per shown item, relative to its own rate: u = w_a t spans [1e-18, 50]
-    grid = np.arange(np.log(1e-18), np.log(50.0) + _LOG_T_STEP, _LOG_T_STEP)  # [Q]
-    t = np.exp(grid)[None, :] / wa[:, None]  # [k, Q]
-    # Poisson-binomial over all candidates, counts 0..k-1, for every (shown item, node).
-    pb = np.zeros((k, t.shape[1], k))
+    grid = np.arange(np.log(1e-14), np.log(50.0) + _LOG_T_STEP, _LOG_T_STEP)  # [Q]
+    u = np.exp(grid)  # w_a t
+    t = u[None, :] / w[items][:, None]  # [k, Q]
+    pb = np.zeros((k, len(grid), k))  # P(exactly c of the others finished before t), c < k
     pb[:, :, 0] = 1.0
-    others_mask = np.ones((k, len(w)), dtype=bool)
-    others_mask[np.arange(k), items] = False
+    row_of = np.full(len(w), -1)
+    row_of[items] = np.arange(k)
     for i in range(len(w)):
-        p = -np.expm1(-w[i] * t)  # [k, Q] P(item i finished before t)
-        p = np.where(others_mask[:, i][:, None], p, 0.0)[:, :, None]
-        shifted = np.concatenate([np.zeros_like(pb[:, :, :1]), pb[:, :, :-1]], axis=2)
-        pb = pb * (1 - p) + shifted * p
-    u = np.exp(grid)[None, :]  # w_a t
-    integrand = u * np.exp(-u) * pb[np.arange(k), :, np.arange(k)]  # [k, Q]
+        p = -np.expm1(-w[i] * t)  # [k, Q] P(candidate i finished before t)
+        if row_of[i] >= 0:
+            p[row_of[i]] = 0.0  # an item does not race itself
+        p = p[:, :, None]
+        moved = pb[:, :, :-1] * p
+        pb *= 1.0 - p
+        pb[:, :, 1:] += moved
+    integrand = u[None, :] * np.exp(-u)[None, :] * pb[np.arange(k), :, np.arange(k)]  # [k, Q]
     return np.trapezoid(integrand, dx=_LOG_T_STEP, axis=1)
 
 
