@@ -2,7 +2,7 @@
 
 Each benchmark measures us against a peer in the same run and prints the ratio:
 simulate.py (bare simpy), abtest.py (tea-tasting 1.14), sr_train.py (RecBole 1.2.1 SASRec),
-abtest_run.py (the popularity arm). `make bench` runs this.
+abtest_run.py (the popularity arm), scale.py (embedded DuckDB vs Spark local[2]). `make bench` runs this.
 
     python bench/run_all.py [--only simulate,abtest] [--quick]
 """
@@ -23,6 +23,7 @@ BENCHMARKS = {
     "abtest": (["abtest.py"], ["abtest.py", "--users", "1000000"]),
     "sr_train": (["sr_train.py"], ["sr_train.py"]),
     "abtest_run": (["abtest_run.py"], ["abtest_run.py", "--users", "2000"]),
+    "scale": (["scale.py"], ["scale.py", "--users", "1000000"]),
 }
 
 
