@@ -17,8 +17,9 @@ prompts without the response and skips L_LM (said once).
 
 **How stage 2 consumes it.** After stage 1 every title and comment is encoded once with the aligned
 LLM into its *mean-pooled features* ``[N, hidden]`` (``text_embeddings.safetensors``, frozen). Stage 2's
-``LSVCRRecommender.project`` is exactly the method's MLP ``hidden → hidden/4 → GELU → 256`` and starts
-from the aligned MLP; the backbone starts from the aligned SR weights (the video-ID table and the gate
+``LSVCRRecommender.project`` is exactly the method's MLP ``hidden → hidden/4 → GELU → 256``: it is the
+aligned MLP, frozen, so the 256-d text embeddings stage 2 reads are stage 1's (the official code
+precomputes them, ``photo_embs.npy``, and trains only the SR side on top); the backbone starts from the aligned SR weights (the video-ID table and the gate
 are new; the position tables keep their learned rows and are padded with fresh N(0, 0.02) rows when
 stage 2 uses more positions). This follows the method ("load the aligned SR weights and the MLP; text
 embeddings frozen"), keeps one stage-2 model for both arms — ``--no-align`` is the same model on the

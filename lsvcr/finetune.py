@@ -133,7 +133,9 @@ def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments
                 console: Console | None = None, on_epoch=None, max_seconds=None,
                 init_state: dict[str, torch.Tensor] | None = None) -> tuple[LSVCRRecommender, TrainReport]:
     """Stage 2. ``init_state``: starting weights from stage 1 (``lsvcr.align.stage2_state``); the
-    video-ID table and the gate, new in stage 2, keep their fresh initialisation.
+    video-ID table and the gate, new in stage 2, keep their fresh initialisation. With it the text
+    MLP is frozen, so the 256-d text embeddings stay the stage-1 ones (the official code's
+    ``photo_embs.npy``); without it (``--no-align``) the MLP trains on the raw features.
     Initialisation and dropout draw from torch's RNG seeded with ``cfg.seed`` (``seeded``)."""
     with seeded(cfg.seed, cfg.threads, cfg.device):
         return _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state)
@@ -150,6 +152,8 @@ def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epo
         bad = sorted(set(missing) - {"backbone.video_id.weight", "backbone.gate", "popular"}) + sorted(unexpected)
         if bad:
             raise InputError(f"the aligned weights do not fit the stage-2 model ({', '.join(bad[:3])})")
+        # The official stage 2 reads the aligned 256-d MLP outputs, frozen: only the SR side trains.
+        model.project.requires_grad_(False)
     model.set_text(titles, comments)
     model.to(cfg.device)
     train = {t: TaskTensors(ds.splits[t]["train"], model_cfg.max_len, cfg.max_record_comments) for t in tasks}

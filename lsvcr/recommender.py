@@ -1,8 +1,10 @@
 """The stage-2 LSVCR recommender: the SR backbone on frozen item texts.
 
-Frozen 384-d text embeddings (``titles`` [V, 384], ``comments`` [C, 384]) go through the trainable
+Frozen 384-d text embeddings (``titles`` [V, 384], ``comments`` [C, 384]) go through the
 projection MLP ``384 -> 96 -> GELU -> 256`` (the method's ``hidden -> hidden/4 -> GELU -> 256`` on
-the LLM output; here on MiniLM, see lsvcr/text.py), then into the backbone's adapter.
+the LLM output; here on MiniLM, see lsvcr/text.py), then into the backbone's adapter. After stage 1
+the MLP is the aligned one and frozen (the 256-d text embeddings are stage 1's); with ``--no-align``
+it trains.
 
 * A history video is its title plus one popular comment: random among its top-3 in training,
   the top-1 at evaluation (zeros for a video without comments).

@@ -1,0 +1,55 @@
+"""Stage 2 as the official code trains it: on the aligned 256-d text embeddings, frozen, with only
+the SR side learning; the --no-align ablation trains its text MLP."""
+import torch
+
+from lsvcr.config import FinetuneConfig, LSVCRConfig, TextConfig
+from lsvcr.data.layout import read_dataset
+from lsvcr.finetune import train_lsvcr
+from lsvcr.recommender import LSVCRRecommender, top_comments
+
+CFG = FinetuneConfig(model="lsvcr", task="both", epochs=2, batch_size=64, patience=5)
+
+
+def _features(ds, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(ds.n_videos, 384, generator=g), torch.randn(ds.n_comments, 384, generator=g)
+
+
+def _aligned_state(ds):
+    """A stand-in for ``align.stage2_state``: stage-1-like weights (another seed), no ID table or gate."""
+    torch.manual_seed(123)
+    m = LSVCRRecommender(LSVCRConfig(), TextConfig(), ds.n_videos, ds.n_comments, top_comments(ds.comment_lists))
+    return {k: v.clone() for k, v in m.state_dict().items()
+            if k not in ("backbone.video_id.weight", "backbone.gate", "popular")}
+
+
+def test_stage2_keeps_the_stage1_text_embeddings_and_trains_the_sr_side(synthetic_data):
+    ds = read_dataset(synthetic_data)
+    titles, comments = _features(ds)
+    init = _aligned_state(ds)
+    model, _ = train_lsvcr(ds, CFG, titles, comments, init_state=init)
+    state = model.state_dict()
+    for k in ("project.0.weight", "project.0.bias", "project.2.weight", "project.2.bias"):
+        assert torch.equal(state[k], init[k]), k
+    # the 256-d text embeddings the SR model reads are exactly stage 1's MLP outputs
+    mlp = torch.nn.Sequential(torch.nn.Linear(384, 96), torch.nn.GELU(), torch.nn.Linear(96, 256))
+    mlp.load_state_dict({k[len("project."):]: v for k, v in init.items() if k.startswith("project.")})
+    with torch.no_grad():
+        ids = torch.arange(1, ds.n_videos)
+        assert torch.equal(model.title(ids), mlp(titles[ids]))
+        cids = torch.arange(1, ds.n_comments)
+        assert torch.equal(model.comment(cids), mlp(comments[cids]))
+    assert not any(p.requires_grad for p in model.project.parameters())
+    # ... while the SR side did train
+    for k in ("backbone.adapter.weight", "backbone.merge.weight", "backbone.video_encoder.0.fc1.weight"):
+        assert (state[k] - init[k]).abs().max() > 1e-4, k
+
+
+def test_no_align_ablation_trains_the_text_mlp(synthetic_data):
+    ds = read_dataset(synthetic_data)
+    titles, comments = _features(ds)
+    torch.manual_seed(CFG.seed)  # the fresh model's init equals train_lsvcr's (seeded with CFG.seed)
+    fresh = LSVCRRecommender(LSVCRConfig(), TextConfig(), ds.n_videos, ds.n_comments, top_comments(ds.comment_lists))
+    model, _ = train_lsvcr(ds, CFG, titles, comments)
+    assert all(p.requires_grad for p in model.project.parameters())
+    assert (model.state_dict()["project.2.weight"] - fresh.state_dict()["project.2.weight"]).abs().max() > 1e-4
