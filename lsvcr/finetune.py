@@ -2,7 +2,8 @@
 
 * LSVCR video task: softmax CE over all videos; comment task: 1 positive + 19 negatives from the
   target video's other comments (global pool when it has too few); plus the ID-text contrast over
-  every non-pad history position (99 random negatives, tau 0.07, weight 0.1).
+  every non-pad history position: its ID against its merged title+comment text, 99 negatives from
+  the batch's other positions, tau 0.07, video-history and record-history losses summed, weight 0.1.
 * SASRec: next-item CE at all positions of each user window.
 * AdamW; after each epoch validation NDCG@5 (sampled100, the paper's protocol); the best weights
   are kept; stop after ``patience`` epochs without gain.
@@ -128,6 +129,18 @@ def _fit(model, step: Callable, epoch_batches: Callable, ds: Dataset, tasks, cfg
     return report
 
 
+def history_id_text_loss(bb, h, cfg: FinetuneConfig, gen: torch.Generator | None = None) -> torch.Tensor:
+    """The official ID–text contrast: every non-pad position of the video history pairs its video's
+    ID embedding with its merged title+comment text, negatives from the batch's other positions
+    of that history; the same over the comment-record history; the two losses summed."""
+    out = 0.0
+    for title, comment, ids, mask in ((h.video_title, h.video_comment, h.video_ids, h.video_mask),
+                                      (h.record_title, h.record_comment, h.record_ids, h.record_mask)):
+        text = bb.history_text(title[mask], comment[mask])  # [N, d]
+        out = out + id_text_contrast(bb.video_id(ids[mask]), text, cfg.id_text_negatives, cfg.id_text_tau, gen)
+    return out
+
+
 def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments: torch.Tensor,
                 model_cfg: LSVCRConfig = LSVCRConfig(), text_cfg: TextConfig = TextConfig(),
                 console: Console | None = None, on_epoch=None, max_seconds=None,
@@ -169,17 +182,16 @@ def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epo
         task, b = item
         cands = negatives(b, rng) if task == "comment" else None
         b = b.to(cfg.device)
-        user = model.user_repr(b, task, gen)  # [B, d]
-        title256 = model.project(model.title_text)  # [V, 256]
+        h = model.histories(b, gen)
+        user = model.task_repr(bb.encode(h), task, b.target)  # [B, d]
         if task == "video":
+            title256 = model.project(model.title_text)  # [V, 256]
             loss = full_softmax_ce(bb.scores(user, bb.video_candidates(title256, all_ids)), b.target)
         else:
             c = cands.to(cfg.device)
             loss = first_is_positive_ce(model.comment_scores(user, c), c > 0)
-        items = torch.cat([b.video_hist[b.video_hist > 0], b.record_videos[b.record_videos > 0]])
-        if len(items) and cfg.id_text_weight > 0:
-            neg = torch.randint(1, ds.n_videos, (cfg.id_text_negatives,), generator=gen, device=cfg.device)
-            loss = loss + cfg.id_text_weight * id_text_contrast(bb.video_id.weight, bb.adapter(title256), items, neg, cfg.id_text_tau)
+        if cfg.id_text_weight > 0:
+            loss = loss + cfg.id_text_weight * history_id_text_loss(bb, h, cfg, gen)
         return loss, len(b.target)
 
     report = _fit(model, step, epoch_batches, ds, tasks, cfg, console, on_epoch, max_seconds)

@@ -183,8 +183,3 @@ class LSVCRRecommender(nn.Module):
         else:
             c = self.backbone.comment_candidates(self.comment(candidates))
         return (F.normalize(user, dim=-1)[owner] * c).sum(-1) / self.cfg.tau
-
-    def id_and_text(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """[V, d] ID embeddings and [V, d] adapted title embeddings (for the ID-text contrast)."""
-        bb = self.backbone
-        return bb.video_id.weight, bb.adapter(self.project(self.title_text))

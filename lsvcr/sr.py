@@ -111,8 +111,12 @@ class LSVCRBackbone(nn.Module):
             x = x + self.gate * self.video_id(ids)
         return x
 
+    def history_text(self, title: torch.Tensor, comment: torch.Tensor) -> torch.Tensor:
+        """A history entry's text: merge([adapter(title), adapter(comment)]). [..., T] x 2 -> [..., d]"""
+        return self.merge(torch.cat([self.adapter(title), self.adapter(comment)], -1))
+
     def _history_input(self, title, comment, ids, mask, pos, pos_table, ln) -> torch.Tensor:
-        x = self.merge(torch.cat([self.adapter(title), self.adapter(comment)], -1))  # [B, L, d]
+        x = self.history_text(title, comment)  # [B, L, d]
         if self.cfg.use_id:
             x = x + self.gate * self.video_id(ids)
         if pos is None:
