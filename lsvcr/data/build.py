@@ -76,7 +76,7 @@ def _read_run(run: Path, cfg: BuildConfig):
         plays = con.execute(
             f"SELECT e.user_id, e.video_id, min(e.ts) AS ts FROM {base} e JOIN read_parquet('{vids}') v "
             f"ON e.video_id = v.video_id WHERE e.event = 'play' AND e.value >= {cfg.long_play_fraction} * v.duration_s "
-            "GROUP BY 1, 2").fetchnumpy()
+            "GROUP BY 1, 2 ORDER BY 1, 2").fetchnumpy()  # ordered: a parallel GROUP BY's row order varies
         inter = con.execute(
             f"SELECT e.user_id, c.video_id, e.comment_id, min(e.ts) AS ts, bool_or(e.event = 'comment_post') AS posted "
             f"FROM {base} e JOIN read_parquet('{coms}') c ON e.comment_id = c.comment_id "
