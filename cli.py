@@ -155,15 +155,45 @@ def simulate(
     console.print(f"wrote {out}")
 
 
+DEMO_LOGGING_TEMPERATURE = 1.0  # the logging run: popularity sampled as a Plackett–Luce ranking (exact propensities)
 DEMO_SIZES = {
     "default": dict(users=1000, videos=1000, days=2, ab_users=2000, sasrec_epochs=30, lsvcr_epochs=4, align_steps=10),
     "quick": dict(users=300, videos=300, days=1, ab_users=300, sasrec_epochs=10, lsvcr_epochs=2, align_steps=2),
 }
 
 
+def offline_vs_online(offline: dict, online: dict) -> list[str]:
+    """Markdown rows: each metric's offline prediction beside the online A/B's lift, and whether they agree
+    (the same sign where the online lift is significant; the offline interval covering the online point)."""
+    def pct(x):
+        return "–" if x is None else f"{100 * x:+.1f}%"
+
+    rows = ["| metric | offline prediction | online A/B | agree |", "|---|---|---|---|"]
+    by_name = {}
+    for m in online["metrics"]:
+        if m["variant"] == "treatment" and (m["name"] not in by_name or m.get("cuped")):
+            by_name[m["name"]] = m
+    for m in offline["metrics"]:
+        on = by_name.get(m["name"])
+        if on is None:
+            continue
+        if m["rel_effect"] is None:
+            off, verdict = "not identified (" + " ".join(m["flags"]) + ")", "–"
+        else:
+            off = f"{pct(m['rel_effect'])} [{pct(m['rel_ci'][0])}, {pct(m['rel_ci'][1])}]"
+            covers = m["rel_ci"][0] <= on["rel_effect"] <= m["rel_ci"][1]
+            significant = on["p_value"] is not None and on["p_value"] < online["alpha"]
+            same_sign = (m["rel_effect"] > 0) == (on["rel_effect"] > 0)
+            verdict = ("yes" if covers and (same_sign or not significant) else "no") + (
+                f" (sign {'agrees' if same_sign else 'differs'}, CI {'covers' if covers else 'misses'} the online point)")
+        rows.append(f"| {m['name']} | {off} | {pct(on['rel_effect'])} [{pct(on['rel_ci'][0])}, {pct(on['rel_ci'][1])}], "
+                    f"p = {on['p_value']:.3g} | {verdict} |")
+    return rows
+
+
 def run_demo(out: Path, quick: bool, seed: int) -> dict:
     """The whole pipeline on the embedded default world; every artifact under ``out``:
-    world/ (logging run) → data/ → models/{sasrec,lsvcr} → offline_eval.json → offline_policy.json
+    world/ (logging run) → data/ → models/{sasrec,lsvcr} → offline_eval.json → offline_ab.json
     → ab/ (pre-period + experiment) → report.{json,md,html} → summary.md."""
     import json
     import shutil
@@ -195,7 +225,7 @@ def run_demo(out: Path, quick: bool, seed: int) -> dict:
 
     stage("1. simulate the platform under an exploring logging policy")
     cfg = _simulation_config(None, seed=seed, n_users=size["users"], n_videos=size["videos"], days=size["days"])
-    summary = _run_simulation(cfg, out / "world", "popularity", 0.1, None, None, quiet=False)
+    summary = _run_simulation(cfg, out / "world", "popularity", None, DEMO_LOGGING_TEMPERATURE, None, quiet=False)
     render_simulation_summary(summary)
     done("1. simulate the platform under an exploring logging policy")
 
@@ -225,12 +255,13 @@ def run_demo(out: Path, quick: bool, seed: int) -> dict:
     (out / "offline_eval.json").write_text(json.dumps(offline_eval, indent=1))
     done("4. evaluate offline (test split)")
 
-    stage("5. compare the arms offline, from the logs (off-policy)")
-    specs = {"control": f"sasrec:{models['sasrec']}", "treatment": f"lsvcr:{models['lsvcr']}", "oracle": "oracle"}
-    offline = offline_comparison(out / "world", specs, {"video": ["watch_s"], "comment": ["read_s"]}, "all", 0.05)
-    (out / "offline_policy.json").write_text(json.dumps(offline, indent=1, allow_nan=False))
+    stage("5. predict the A/B offline, from the logs (off-policy)")
+    specs = {"control": f"sasrec:{models['sasrec']}", "treatment": f"lsvcr:{models['lsvcr']}"}
+    offline = offline_prediction(out / "world", specs["control"], specs["treatment"])
+    offline = json.loads(json.dumps(offline).replace(json.dumps(str(out) + "/")[1:-1], ""))  # paths relative to OUT
+    (out / "offline_ab.json").write_text(json.dumps(offline, indent=1, allow_nan=False))
     render_offline(offline, console)
-    done("5. compare the arms offline, from the logs (off-policy)")
+    done("5. predict the A/B offline, from the logs (off-policy)")
 
     stage("6. online A/B on simulated users (1 pre-period day, 1 experiment day)")
     base = world_config(out / "world")
@@ -256,11 +287,8 @@ def run_demo(out: Path, quick: bool, seed: int) -> dict:
 
     lines = [f"# LSVCR demo — verdict: **{decision.verdict.upper()}**", ""]
     lines += [f"* {r}" for r in decision.reasons]
-    treat = next((r for r in offline["results"] if r["policy"] == "treatment" and r["kind"] == "comment"
-                  and r["estimator"] == "dr" and r["level"] == "slate"), None)
-    if treat is not None and treat.get("rel_effect") is not None:
-        lines.append(f"* offline (before launch, DR on the logs): comment read time per comment slate "
-                     f"{100 * treat['rel_effect']:+.1f}% vs the logging policy")
+    lines += ["", "Offline prediction (before launch, from the logging run) against the online A/B — treatment vs "
+              "control, relative lift per user, 95% CI:", ""] + offline_vs_online(offline, json.loads(to_json(report)))
     lines += ["", "Paper (Kuaishou online A/B): +4.13% comment watch time."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")  # results only: the same bytes per seed
     (out / "timings.json").write_text(json.dumps({"stages_s": timings}, indent=1))  # wall-clock, apart
@@ -582,22 +610,12 @@ def abtest_power(
 # --------------------------------------------------------------------------------------------
 # lsvcr abtest run (control vs treatment on simulated users)
 # --------------------------------------------------------------------------------------------
-POLICY_SPECS = "random | popularity | oracle | sasrec:MODEL_DIR | lsvcr:MODEL_DIR"
-
-
-def check_policy_spec(spec: str) -> None:
-    """Fail unless ``spec`` is a built-in name or KIND:MODEL_DIR with an existing directory."""
-    from simulator.run import BUILTIN_POLICIES
-
-    kind, sep, path = spec.partition(":")
-    if spec in BUILTIN_POLICIES or (sep and kind in ("sasrec", "lsvcr") and Path(path).is_dir()):
-        return
-    fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}" if not (sep and kind in ("sasrec", "lsvcr") and path)
-         else f"{spec!r}: no model directory {path}")
+POLICY_SPECS = "random | popularity | oracle | sasrec:MODEL_DIR | lsvcr:MODEL_DIR; popularity@T, oracle@T: sampled (Plackett–Luce at temperature T)"
 
 
 def resolve_policy(spec: str, world, comments, config):
-    """A simulator policy from a SPEC: a built-in name, or KIND:MODEL_DIR for a trained model.
+    """A simulator policy from a SPEC: a built-in name, KIND:MODEL_DIR for a trained model, or
+    NAME@T for a built-in sampled as a Plackett–Luce ranking at temperature T (a "tempered" variant).
 
     ``sasrec:DIR`` is the control arm "SR without comments or LLM": SASRec ranks videos and comments
     are ranked by likes. ``lsvcr:DIR`` ranks videos with DIR's video model and comments with the
@@ -605,6 +623,13 @@ def resolve_policy(spec: str, world, comments, config):
     """
     from simulator.run import BUILTIN_POLICIES, make_policy
 
+    name, at, temp = spec.rpartition("@")
+    if at and name in ("popularity", "oracle"):
+        try:
+            temperature = float(temp)
+        except ValueError:
+            fail(f"policy spec {spec!r}: the temperature after @ must be a number")
+        return make_policy(name, world, comments, config, temperature=temperature)
     if spec in BUILTIN_POLICIES:
         return make_policy(spec, world, comments, config)
     kind, sep, path = spec.partition(":")
@@ -674,96 +699,126 @@ def abtest_run(
 # --------------------------------------------------------------------------------------------
 # lsvcr abtest offline (off-policy evaluation from a logging run, before launch)
 # --------------------------------------------------------------------------------------------
-def _named_specs(values: list[str]) -> dict[str, str]:
-    """NAME=SPEC options (a bare SPEC names itself)."""
-    named: dict[str, str] = {}
-    for text in values:
-        name, sep, spec = text.partition("=")
-        name, spec = name.strip(), (spec if sep else name).strip()
-        if not name or not spec:
-            fail(f"--policy {text!r}: expected NAME=SPEC, e.g. pop=popularity")
-        if name in named:
-            fail(f"--policy {text!r}: the name {name!r} is given twice")
-        named[name] = spec
-    return named
-
-
 def render_offline(result: dict, target: Console) -> None:
+    """The prediction (treatment vs control per user-day) first; the per-request detail if present."""
     from rich.table import Table
 
-    def cell(x, ci, sign=""):
-        if x is None:
-            return "–"
-        bounds = "" if ci[0] is None else f" [{ci[0]:{sign}.3g}, {ci[1]:{sign}.3g}]"
-        return f"{x:{sign}.4g}{bounds}"
+    def pct(x):
+        return "–" if x is None else f"{100 * x:+.1f}%"
 
-    what = {"item": "top item (position 0)", "slate": "whole slate"}
+    def num(x):
+        return "–" if x is None else f"{x:,.4g}"
+
     level = f"{100 * (1 - result['alpha']):g}% CI"
-    for base in result["logging"]:
+    table = Table(title=f"offline A/B prediction from {result['logs']} (logging policy {result['logging_policy']}): "
+                        f"treatment vs control per {result['unit']}, estimator {result['estimator']}, "
+                        f"{result['n_units']:,} units", title_justify="left")
+    for col in ("metric", "control", "treatment", f"lift [{level}]", "p", "ESS c / t", "support c / t", "flags"):
+        table.add_column(col, justify="left" if col in ("metric", "flags") else "right", overflow="fold")
+    for m in result["metrics"]:
+        c, t = m["control"], m["treatment"]
+        ci = m["rel_ci"]
+        lift = "–" if m["rel_effect"] is None else f"{pct(m['rel_effect'])} [{pct(ci[0])}, {pct(ci[1])}]"
+        table.add_row(m["name"], num(m["control_mean"]), num(m["treatment_mean"]), lift,
+                      "–" if m["p_value"] is None else f"{m['p_value']:.3g}",
+                      "–" if c is None else f"{num(c['ess'])} / {num(t['ess'])}",
+                      "–" if c is None else f"{c['support']:.3f} / {t['support']:.3f}", " ".join(m["flags"]))
+    target.print(table)
+    detail = result.get("detail")
+    if not detail:
+        return
+    what = {"item": "top item (position 0)", "slate": "whole slate"}
+    for base in detail["logging"]:
         key = (base["kind"], base["metric"], base["level"])
-        table = Table(title=f"{base['kind']} {base['metric']} per request, {what[base['level']]} [{level}]: logging "
-                            f"policy {result['logging_policy']} {cell(base['value'], base['ci'])}, n={base['n']:,}",
-                      title_justify="left")
-        for col in ("policy", "estimator", "estimate", "lift vs logging", "rel. lift", "ESS", "flags"):
-            table.add_column(col, justify="left" if col in ("policy", "estimator", "flags") else "right")
-        for r in result["results"]:
+        table = Table(title=f"detail: {base['kind']} {base['metric']} per request, {what[base['level']]} [{level}]: "
+                            f"logging policy {num(base['value'])}, n={base['n']:,}", title_justify="left")
+        for col in ("policy", "estimator", "estimate [CI]", "rel. lift vs logging", "ESS", "flags"):
+            table.add_column(col, justify="left" if col in ("policy", "estimator", "flags") else "right", overflow="fold")
+        for r in detail["results"]:
             if (r["kind"], r["metric"], r["level"]) == key:
-                rel = "–" if r["rel_effect"] is None else f"{100 * r['rel_effect']:+.1f}%"
-                ess = "–" if r["ess"] is None else f"{r['ess']:,.0f}"
-                table.add_row(r["policy"], r["estimator"], cell(r["value"], r["ci"]), cell(r["abs_effect"], r["abs_ci"], "+"),
-                              rel, ess, " ".join(r["flags"]))
+                est = "–" if r["value"] is None else f"{num(r['value'])} [{num(r['ci'][0])}, {num(r['ci'][1])}]"
+                table.add_row(r["policy"], r["estimator"], est, pct(r["rel_effect"]),
+                              "–" if r["ess"] is None else f"{r['ess']:,.0f}", " ".join(r["flags"]))
         target.print(table)
 
 
-def offline_comparison(logs: Path, specs: dict, metrics: dict, estimator: str = "all", alpha: float = 0.05) -> dict:
-    """Replay each named policy SPEC on a logging run and estimate its metrics off-policy."""
+def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = "cascade-dr",
+                       alpha: float = 0.05, detail: bool = False) -> dict:
+    """Replay control and treatment on a logging run; predict treatment's lift over control per user-day."""
+    from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
     from abtest.ope import compare
     from simulator.replay import load_run, replay
 
+    metrics = list(metrics or DEFAULT_METRICS)
+    needs_marginals = detail or estimator in ("iips", "dr")
     log = load_run(logs)
-    policies = {name: resolve_policy(spec, log.world, log.comments, log.config) for name, spec in specs.items()}
+    specs = {"control": control, "treatment": treatment}
     targets = {}
-    for name, target_policy in policies.items():
-        with err_console.status(f"replaying {name} on the logged requests"):
-            targets[name] = {kind: t._asdict() for kind, t in replay(log, target_policy).items()}
+    for name, spec in specs.items():
+        policy = resolve_policy(spec, log.world, log.comments, log.config)
+        with err_console.status(f"replaying {name} ({spec}) on the logged requests"):
+            targets[name] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=needs_marginals).items()}
+    logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
+    try:
+        predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
+                              n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
+                              estimator=estimator, alpha=alpha)
+    except ValueError as e:
+        raise AbtestInputError(f"{logs}: {e}") from None
     result = {
         "logs": str(logs), "logging_policy": log.manifest.get("policy"), "alpha": alpha, "estimator": estimator,
-        "policies": specs, "requests": {kind: len(log.logged(kind).request_id) for kind in metrics},
-        **compare({kind: log.logged(kind)._asdict() for kind in metrics}, targets, metrics,
-                  estimator=estimator, alpha=alpha),
+        "unit": "user-day", "n_units": log.config.world.n_users * len(log.views), "control": control,
+        "treatment": treatment, "requests": {kind: len(log.logged(kind).request_id) for kind in logged},
+        "metrics": [p.as_dict() for p in predictions], "warnings": [],
     }
-    if "comment" in metrics:
-        preview = log.config.behaviour.comment_preview
-        result["notes"] = [f"comment sections open on their top {preview} comments, so every position's reward "
-                           f"depends on those jointly: top-item, iips, dm and dr estimates pair a target's items with "
-                           f"the logging policy's others and are biased for targets that change the whole top "
-                           f"{preview} (they understate the oracle); rips is unbiased from position {preview} on and "
-                           f"sips throughout, where the logs support them"]
+    for m in result["metrics"]:
+        if "not_identified" in m["flags"]:
+            result["warnings"].append(f"{m['name']}: not identified by per-request weights (the logged request stream "
+                                      f"is held fixed), so no offline prediction is given")
+        for arm in ("control", "treatment"):
+            a = m[arm]
+            if a and "no_support" in a["flags"]:
+                result["warnings"].append(f"{m['name']}: the logs give no support to {1 - a['support']:.1%} of the "
+                                          f"{arm}'s slates (the logging policy showed its own with probability 1): log "
+                                          f"with --temperature T")
+            if a and "low_ess" in a["flags"]:
+                result["warnings"].append(f"{m['name']}: the {arm}'s weights have a low effective sample size "
+                                          f"({a['ess']:.0f}): the prediction is noisy; log with a higher --temperature")
+    if detail:
+        kinds = {METRICS[m][0]: METRICS[m][1] for m in metrics if METRICS[m] is not None}
+        result["detail"] = compare(logged, targets, {kind: [reward] for kind, reward in kinds.items()},
+                                   estimator="all", alpha=alpha)
+        result["warnings"] += result["detail"].pop("warnings")
     return result
 
 
 @abtest_app.command("offline")
 @handles_input_errors
 def abtest_offline(
-    logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --explore EPS or --temperature T): slates.parquet with propensities."),
-    policy: list[str] = typer.Option(..., "--policy", metavar="NAME=SPEC", help=f"A candidate policy (repeatable); SPEC: {POLICY_SPECS}."),
-    estimator: str = typer.Option("all", "--estimator", help="ips | snips | dm | dr | all. Top item: IPS, SNIPS, DM, DR; whole slate: ips = independent, reward-interaction and standard IPS, snips = their self-normalised forms, dm, dr (position-wise)."),
-    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="watch_s, plays (video requests) | read_s, reads, likes (comment requests); repeatable (default: watch_s and read_s)."),
+    logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --temperature T, or --explore EPS): slates.parquet with propensities."),
+    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {POLICY_SPECS}."),
+    treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
+    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
+    estimator: str = typer.Option("cascade-dr", "--estimator", help="cascade-dr (default: unbiased for any target, a reward model lowers the variance) | cascade-ips | dm (reward model only) | iips | dr (position-wise; biased where a preview or a cascade links positions)."),
+    detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
     fmt: str = typer.Option("table", "--format", help="table | json"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
 ) -> None:
-    """Compare policies offline: off-policy estimates of their video and comment metrics, with CIs and
-    lifts against the logging policy, from a run logged with exploration.
+    """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
 
-    Example: lsvcr abtest offline --logs runs/explore --policy pop=popularity --policy oracle=oracle
+    Both policies are replayed on every logged request; a slate estimator (cascade DR with the comment
+    section's preview as one block) values each request, requests are summed per user-day, and the
+    lift comes with its own interval (both arms on the same logs). `--format json` prints a `metrics`
+    list shaped like `lsvcr abtest report --format json`, so the two can be compared by a script.
+
+    Example: lsvcr abtest offline --logs runs/explore --control popularity --treatment oracle
     """
     import io
     import json
 
-    from abtest.ope import ESTIMATORS
+    from abtest.offline_ab import ESTIMATORS, METRICS
     from abtest.render import write_atomic
-    from simulator.replay import METRICS
 
     if fmt not in ("table", "json"):
         fail(f"--format {fmt!r}: choose table or json")
@@ -771,18 +826,12 @@ def abtest_offline(
         fail(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
     if not 0.0 < alpha < 1.0:
         fail(f"--alpha must be in (0, 1), got {alpha}")
-    known = [m for names in METRICS.values() for m in names]
     for m in metric:
-        if m not in known:
-            fail(f"--metric {m!r}: choose among {', '.join(known)}")
-    chosen = metric or ["watch_s", "read_s"]
-    metrics = {kind: [m for m in chosen if m in names] for kind, names in METRICS.items()}
-    metrics = {kind: names for kind, names in metrics.items() if names}
-    result = offline_comparison(logs, _named_specs(policy), metrics, estimator, alpha)
+        if m not in METRICS:
+            fail(f"--metric {m!r}: choose among {', '.join(METRICS)}")
+    result = offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail)
     for warning in result["warnings"]:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    for note in result.get("notes", []):
-        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if fmt == "json":
         text = json.dumps(result, indent=2, allow_nan=False)
     elif out is not None:

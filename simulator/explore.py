@@ -32,8 +32,9 @@ class _Stochastic:
         """Candidate positions shown, in order."""
         raise NotImplementedError
 
-    def _probabilities(self, scores: np.ndarray, shown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P(shown[j] at position j), P(shown[:j+1] is the prefix)) for candidate positions ``shown``."""
+    def _probabilities(self, scores: np.ndarray, shown: np.ndarray, marginals: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(P(shown[j] at position j), P(shown[:j+1] is the prefix)) for candidate positions ``shown``
+        (the marginals NaN when not asked for: only position-wise estimators need them)."""
         raise NotImplementedError
 
     def _scores(self, request) -> np.ndarray:
@@ -52,11 +53,11 @@ class _Stochastic:
     def rank_comments(self, request: CommentRequest) -> Slate:
         return self._rank(request)
 
-    def slate_probabilities(self, request, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def slate_probabilities(self, request, items: np.ndarray, marginals: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Exact probabilities that this policy shows ``items`` (candidate entries) in this order."""
         order = np.argsort(request.candidates, kind="stable")
         shown = order[np.searchsorted(request.candidates, items, sorter=order)]
-        return self._probabilities(self._scores(request), shown)
+        return self._probabilities(self._scores(request), shown, marginals)
 
 
 class EpsilonGreedy(_Stochastic):
@@ -72,7 +73,7 @@ class EpsilonGreedy(_Stochastic):
         random_order = rng.permutation(len(scores))[:k]
         return random_order if explore else np.argsort(-scores, kind="stable")[:k]
 
-    def _probabilities(self, scores, shown):
+    def _probabilities(self, scores, shown, marginals=True):
         n, k, eps = len(scores), len(shown), self.epsilon
         match = shown == np.argsort(-scores, kind="stable")[:k]
         propensity = (1 - eps) * match + eps / n
@@ -129,12 +130,14 @@ class Softmax(_Stochastic):
         logits = standardize(scores) / self.temperature
         return np.argsort(-(logits + rng.gumbel(size=len(scores))), kind="stable")[:k]
 
-    def _probabilities(self, scores, shown):
+    def _probabilities(self, scores, shown, marginals=True):
         logits = standardize(scores) / self.temperature
         rest = logits.copy()
         log_choice = np.empty(len(shown))
         for j, a in enumerate(shown):  # in log space: no underflow, no cancellation as items leave
             log_choice[j] = logits[a] - np.logaddexp.reduce(rest)
             rest[a] = -np.inf
+        if not marginals:
+            return np.full(len(shown), np.nan), np.exp(np.cumsum(log_choice))
         marginal = plackett_luce_marginals(np.exp(logits - logits.max()), shown)
         return np.clip(marginal, 1e-300, 1.0), np.exp(np.cumsum(log_choice))

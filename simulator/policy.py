@@ -192,6 +192,6 @@ class RandomPolicy:
     def rank_comments(self, request: CommentRequest) -> Slate:
         return self._rank(request.candidates, request.k, request.rng)
 
-    def slate_probabilities(self, request, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def slate_probabilities(self, request, items: np.ndarray, marginals: bool = True) -> tuple[np.ndarray, np.ndarray]:
         n, k = len(request.candidates), len(items)
         return np.full(k, 1.0 / n), np.cumprod(1.0 / (n - np.arange(k)))

@@ -391,7 +391,7 @@ def _check_slates(run: Path, config: SimConfig, store: CommentStore, views: list
 # ----------------------------------------------------------------------------------------------
 # Replaying a policy
 # ----------------------------------------------------------------------------------------------
-def _probabilities(policy, kind: str, request, slate, logged: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+def _probabilities(policy, kind: str, request, slate, logged: np.ndarray, marginals: bool) -> tuple[np.ndarray, np.ndarray, bool]:
     """The target's (marginal, prefix) probabilities of the logged candidate entries, and whether
     they are indicators of the one sampled ``slate``."""
     k = len(logged)
@@ -402,12 +402,16 @@ def _probabilities(policy, kind: str, request, slate, logged: np.ndarray) -> tup
         m = min(k, len(shown))
         match[:m] = shown[:m] == logged[:m]
         return match.astype(np.float64), np.cumprod(match).astype(np.float64), not deterministic
-    marginal, prefix = policy.slate_probabilities(request, logged)
+    marginal, prefix = policy.slate_probabilities(request, logged, marginals=marginals)
     return np.asarray(marginal, np.float64), np.asarray(prefix, np.float64), False
 
 
-def replay(log: RunLog, policy: Policy, *, same_streams: bool = False, batch_size: int = 1024) -> dict[str, Target]:
+def replay(log: RunLog, policy: Policy, *, same_streams: bool = False, batch_size: int = 1024,
+           marginals: bool = True) -> dict[str, Target]:
     """Run ``policy`` on every logged request (day by day, each user's requests in order).
+
+    ``marginals=False`` skips the position marginals of stochastic targets (NaN; exact Plackett–Luce
+    marginals cost a numerical integral per slate, and only position-wise estimators use them).
 
     Uses ``rank_videos_batch`` / ``rank_comments_batch`` when the policy has them (chunks of
     ``batch_size`` requests of one day), else one call per request.
@@ -451,6 +455,6 @@ def replay(log: RunLog, policy: Policy, *, same_streams: bool = False, batch_siz
                     logged = lg.items[i, :k] if kind == "video" else rows[i, :k]
                     shown = np.asarray(slate.items)
                     target.items[i, : len(shown)] = shown if kind == "video" else log.comments.ids[shown]
-                    m, p, sampled = _probabilities(policy, kind, request, slate, logged)
+                    m, p, sampled = _probabilities(policy, kind, request, slate, logged, marginals)
                     target.marginal[i, :k], target.prefix[i, :k], target.sampled[i] = m, p, sampled
     return out

@@ -16,7 +16,7 @@ def test_demo_quick(tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("world/events.parquet", "world/slates.parquet", "data/photo.json", "models/sasrec/model.safetensors",
                  "models/lsvcr/model.safetensors", "models/lsvcr/text_embeddings.safetensors", "offline_eval.json",
-                 "offline_policy.json", "ab/events.parquet", "ab/assignment.parquet", "report.json", "report.md",
+                 "offline_ab.json", "ab/events.parquet", "ab/assignment.parquet", "report.json", "report.md",
                  "report.html", "summary.md"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())

@@ -249,43 +249,64 @@ def offline(*args):
     return runner.invoke(app, ["abtest", "offline", *map(str, args)])
 
 
-def test_offline_json(logged_run, tmp_path):
-    r = offline("--logs", logged_run, "--policy", "pop=popularity", "--policy", "random", "--format", "json")
+@pytest.fixture(scope="module")
+def tempered_run(tmp_path_factory) -> Path:
+    """120 users, 1 day, logged by popularity sampled as a Plackett–Luce ranking (T = 1)."""
+    out = tmp_path_factory.mktemp("replay") / "tempered"
+    simulate(SimConfig().replace(n_users=120, n_videos=300, days=1, seed=5), out, "popularity", temperature=1.0)
+    return out
+
+
+def test_offline_prediction_of_the_logging_policy_is_its_logged_per_user_value(tempered_run, tmp_path):
+    """The logging policy replayed as control has cascade weights exactly 1: its cascade-IPS value per
+    user-day is the event log's own total over all user-days (read with pyarrow, not through replay)."""
+    r = offline("--logs", tempered_run, "--control", "popularity@1", "--treatment", "oracle", "--format", "json",
+                "--estimator", "cascade-ips", "--out", tmp_path / "ab.json")
+    assert r.exit_code == 0, r.output
+    out = json.loads((tmp_path / "ab.json").read_text())
+    assert out["unit"] == "user-day" and out["n_units"] == 120
+    assert [m["name"] for m in out["metrics"]] == ["comment_watch_time", "video_watch_time", "sessions"]
+    events = pq.read_table(tempered_run / "events.parquet").to_pandas()
+    by = {m["name"]: m for m in out["metrics"]}
+    for name, event in (("comment_watch_time", "comment_read"), ("video_watch_time", "play")):
+        m = by[name]
+        assert m["control_mean"] == pytest.approx(events.loc[events.event == event, "value"].sum() / 120, rel=1e-9)
+        assert m["control"]["support"] == 1.0 and m["control"]["ess"] == pytest.approx(m["n_requests"])
+        assert {"name", "variant", "rel_effect", "rel_ci", "abs_effect", "abs_ci", "p_value"} <= set(m)
+        assert m["rel_ci"][0] <= m["rel_effect"] <= m["rel_ci"][1]
+    assert by["sessions"]["rel_effect"] is None and by["sessions"]["flags"] == ["not_identified"]
+    assert any("sessions: not identified" in w for w in out["warnings"])
+
+
+def test_offline_prediction_of_a_policy_against_itself_is_exactly_zero(tempered_run):
+    r = offline("--logs", tempered_run, "--control", "oracle@0.5", "--treatment", "oracle@0.5",
+                "--metric", "comment_watch_time", "--metric", "plays", "--format", "json")
+    assert r.exit_code == 0, r.output
+    for m in json.loads(r.stdout)["metrics"]:
+        assert m["rel_effect"] == 0.0 and m["rel_ci"] == [0.0, 0.0] and m["abs_effect"] == 0.0
+
+
+def test_offline_detail_and_table(tempered_run):
+    r = offline("--logs", tempered_run, "--control", "popularity", "--treatment", "oracle@1", "--estimator",
+                "cascade-ips", "--metric", "comment_watch_time", "--detail", "--format", "json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["logging_policy"] == "popularity+explore0.2" and out["policies"] == {"pop": "popularity", "random": "random"}
-    assert set(out["requests"]) == {"video", "comment"}
-    assert [(d["kind"], d["metric"], d["level"]) for d in out["logging"]] == [
-        ("video", "watch_s", "item"), ("video", "watch_s", "slate"), ("comment", "read_s", "item"), ("comment", "read_s", "slate")]
-    assert len(out["results"]) == 2 * 2 * 11
-    for res in out["results"]:
-        assert {"policy", "kind", "metric", "level", "estimator", "value", "se", "ci", "ess", "n", "support", "flags",
-                "abs_effect", "abs_ci", "rel_effect", "rel_ci"} <= set(res)
-    # the greedy base policy beats its own ε-explored version on watch time, by every IPS-type estimator
-    pop = [x for x in out["results"] if x["policy"] == "pop" and x["kind"] == "video" and x["estimator"] != "sips"]
-    assert all(x["abs_ci"][0] > 0 for x in pop if x["estimator"] != "dm")
-    # --out writes the same object
-    r = offline("--logs", logged_run, "--policy", "random", "--estimator", "dr", "--metric", "plays",
-                "--format", "json", "--out", tmp_path / "ope.json")
+    assert out["estimator"] == "cascade-ips" and [m["name"] for m in out["metrics"]] == ["comment_watch_time"]
+    detail = out["detail"]
+    assert {(d["kind"], d["metric"]) for d in detail["logging"]} == {("comment", "read_s")}
+    assert {x["policy"] for x in detail["results"]} == {"control", "treatment"}
+    r = offline("--logs", tempered_run, "--control", "popularity", "--treatment", "oracle", "--metric", "plays")
     assert r.exit_code == 0, r.output
-    saved = json.loads((tmp_path / "ope.json").read_text())
-    assert {(x["metric"], x["estimator"]) for x in saved["results"]} == {("plays", "dr")}
-
-
-def test_offline_table(logged_run):
-    r = offline("--logs", logged_run, "--policy", "oracle=oracle", "--estimator", "dr", "--metric", "read_s")
-    assert r.exit_code == 0, r.output
-    assert "comment read_s per request, top item" in r.stdout and "whole slate" in r.stdout
-    assert "oracle" in r.stdout and "video" not in r.stdout
+    assert "offline A/B prediction" in r.stdout and "plays" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--policy", "=popularity"], "NAME=SPEC"),
-    (["--policy", "a=popularity", "--policy", "a=random"], "given twice"),
-    (["--policy", "a=magic"], "unknown policy spec"),
-    (["--policy", "a=random", "--estimator", "magic"], "--estimator"),
-    (["--policy", "a=random", "--format", "xml"], "--format"),
-    (["--policy", "a=random", "--metric", "clicks"], "--metric"),
+    (["--control", "magic", "--treatment", "random"], "unknown policy spec"),
+    (["--control", "oracle@hot", "--treatment", "random"], "temperature after @"),
+    (["--control", "popularity", "--treatment", "random@1"], "unknown policy spec"),
+    (["--control", "random", "--treatment", "oracle", "--estimator", "magic"], "--estimator"),
+    (["--control", "random", "--treatment", "oracle", "--format", "xml"], "--format"),
+    (["--control", "random", "--treatment", "oracle", "--metric", "clicks"], "--metric"),
 ])
 def test_offline_bad_options_exit_2(logged_run, args, message):
     r = offline("--logs", logged_run, *args)
@@ -294,23 +315,21 @@ def test_offline_bad_options_exit_2(logged_run, args, message):
 
 def test_offline_bad_logs_exit_2(tmp_path):
     simulate(SimConfig().replace(n_users=20, days=1, seed=1), tmp_path / "plain", "popularity")
-    r = offline("--logs", tmp_path / "plain", "--policy", "random")
+    r = offline("--logs", tmp_path / "plain", "--control", "random", "--treatment", "popularity")
     assert r.exit_code == 2 and "--explore/--temperature" in r.output, r.output
-    r = offline("--logs", tmp_path / "missing", "--policy", "random")
+    r = offline("--logs", tmp_path / "missing", "--control", "random", "--treatment", "popularity")
     assert r.exit_code == 2 and "not a run directory" in r.output, r.output
 
 
-def test_offline_warns_when_the_logging_policy_gave_no_support(tmp_path):
-    """Slates logged by the deterministic popularity policy: the oracle's other choices are unsupported."""
+def test_offline_flags_no_support(tmp_path):
+    """Slates logged by the deterministic popularity policy: the oracle's other choices are unsupported,
+    and the prediction says so instead of printing a silent number."""
     simulate(SimConfig().replace(n_users=40, days=1, seed=2, log_slates=True), tmp_path / "greedy", "popularity")
-    r = offline("--logs", tmp_path / "greedy", "--policy", "oracle", "--policy", "pop=popularity", "--estimator", "ips",
-                "--format", "json")
+    r = offline("--logs", tmp_path / "greedy", "--control", "popularity", "--treatment", "oracle",
+                "--estimator", "cascade-ips", "--format", "json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert any(w.startswith("oracle: the logging policy gave no support") for w in out["warnings"])
-    assert not any(w.startswith("pop:") for w in out["warnings"])
-    for res in out["results"]:
-        if res["policy"] == "oracle":
-            assert "no_support" in res["flags"] and res["support"] < 0.5
-        else:  # the logging policy itself: weights 1, full support, the on-policy value
-            assert "no_support" not in res["flags"] and res["abs_effect"] == pytest.approx(0.0, abs=1e-9)
+    comment = out["metrics"][0]
+    assert "no_support" in comment["flags"] and comment["treatment"]["support"] < 0.5
+    assert comment["control"]["support"] == 1.0  # the logging policy itself
+    assert any("no support" in w and "treatment" in w for w in out["warnings"])
