@@ -109,7 +109,8 @@ class FinetuneConfig:
     id_text_negatives: int = 99
     id_text_weight: float = 0.1
     id_text_tau: float = 0.07
-    max_record_comments: int = 8  # comments kept per comment-history record (most recent)
+    max_record_comments: int = 256  # cap on a record's comments (most recent); its embedding is their mean.
+    # The official code averages all of them: the cap only guards memory (arrays are as wide as the longest record)
     eval_batch_size: int = 1024
     val_protocol: str = "sampled100"  # early stopping metric's protocol (the paper's); or "full"
     seed: int = 0

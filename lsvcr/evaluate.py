@@ -34,7 +34,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 1024
     max_len: int = 50
-    max_record_comments: int = 8
+    max_record_comments: int = 256  # as FinetuneConfig: a record is the mean of (all) its comments
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:

@@ -44,7 +44,10 @@ class TrainReport:
 
 
 class CommentNegatives:
-    """Samples, per comment-task example, one positive and K negatives from the same video."""
+    """Samples, per comment-task example, one positive and K negatives, as the official code does:
+    the negatives are the target video's comments that are not positives, in random order,
+    repeated (each pass a fresh permutation) until K are filled; only a video without such
+    comments draws K distinct negatives from the global pool (positives excluded)."""
 
     def __init__(self, ds: Dataset, k: int):
         self.lists, self.k, self.n_comments = ds.comment_lists, k, ds.n_comments
@@ -56,14 +59,19 @@ class CommentNegatives:
         for i, t in enumerate(b.target.numpy()):
             pos = pos_all[i][pos_all[i] > 0]
             out[i, 0] = rng.choice(pos)
-            pool = self.lists[t][~np.isin(self.lists[t], pos)]
-            if len(pool) >= self.k:
-                out[i, 1:] = rng.choice(pool, self.k, replace=False)
-            else:
-                fill = rng.integers(1, self.n_comments, self.k - len(pool)) if self.n_comments > 1 else []
-                neg = np.concatenate([pool, fill]).astype(np.int64)
-                out[i, 1:] = np.where(np.isin(neg, pos), 0, neg)
+            out[i, 1:] = self._negatives(self.lists[t][~np.isin(self.lists[t], pos)], pos, rng)
         return torch.from_numpy(out)
+
+    def _negatives(self, own: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if len(own):
+            passes = -(-self.k // len(own))  # ceil
+            return np.concatenate([rng.permutation(own) for _ in range(passes)])[: self.k]
+        # k + |pos| distinct draws hold at least k that are not positives (or every other comment)
+        take = rng.choice(self.n_comments - 1, min(self.k + len(pos), self.n_comments - 1), replace=False) + 1
+        take = take[~np.isin(take, pos)][: self.k]
+        out = np.zeros(self.k, np.int64)  # padding where the whole dataset has fewer comments
+        out[: len(take)] = take
+        return out
 
 
 def _progress(console: Console | None) -> Progress:

@@ -47,6 +47,8 @@ class TaskTensors:
         self.video_len = np.array([min(len(h), max_len) for h in ex.video_hist], np.int64)
         self.record_videos = _pad(ex.record_videos, max_len)  # [N, L]
         self.record_len = np.array([min(len(h), max_len) for h in ex.record_videos], np.int64)
+        longest = max((len(cs) for recs in ex.record_comments for cs in recs[-max_len:]), default=1)
+        max_comments = max(1, min(max_comments, longest))  # as wide as the longest record, not the cap
         self.record_comments = np.zeros((self.n, max_len, max_comments), np.int32)  # [N, L, K]
         for i, recs in enumerate(ex.record_comments):
             recs = recs[-max_len:]
