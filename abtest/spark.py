@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
+import warnings
 from pathlib import Path
 
 from abtest.errors import InputError
@@ -23,6 +25,12 @@ from abtest.metrics_sql import SPARK, Dialect
 SQL_CONF = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdentifiers": "true"}
 LOCAL_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
               "spark.sql.shuffle.partitions": "4"}
+# a new local JVM logs nothing below FATAL: failures reach the user as one InputError line (Spark's
+# default profile prints WARN banners and executor stacks on stderr)
+LOG4J2 = "rootLogger.level = fatal\nrootLogger.appenderRef.stderr.ref = console\n" \
+         "logger.repl.name = org.apache.spark.repl.Main\nlogger.repl.level = fatal\n" \
+         "appender.console.type = Console\nappender.console.name = console\nappender.console.target = SYSTEM_ERR\n" \
+         "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n\n"
 # Spark type names -> the DuckDB names the rest of the package (spec.NUMERIC, messages) speaks
 TYPES = {"tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER", "bigint": "BIGINT", "float": "FLOAT",
          "double": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR", "binary": "BLOB", "date": "DATE",
@@ -30,6 +38,8 @@ TYPES = {"tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER", "bigint
 
 
 def _pyspark():
+    # PySpark 4.x warns about pandas 3 on its first query; nothing here goes through pandas
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
     try:
         import pyspark  # noqa: F401
         from pyspark.sql import SparkSession
@@ -45,14 +55,19 @@ def spark_session(master: str | None = None, app_name: str = "lsvcr-abtest"):
     if master:
         builder = builder.master(master)
     active = session_cls.getActiveSession()
-    if active is None and (master or "local").startswith("local"):
+    local = active is None and (master or "local").startswith("local")
+    if local:
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
+        config = Path(tempfile.gettempdir()) / "lsvcr-spark-log4j2.properties"
+        config.write_text(LOG4J2)
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{config}")
     try:
         spark = builder.getOrCreate()
     except Exception as e:  # no Java, a master that cannot be reached...
         raise InputError(f"cannot start Spark (master {master or 'local[*]'}): {str(e).splitlines()[0]}") from None
-    spark.sparkContext.setLogLevel("ERROR")
+    if local:  # a session of our own: its failures reach the user as InputError lines, not log stacks
+        spark.sparkContext.setLogLevel("OFF")
     return spark
 
 
@@ -130,8 +145,9 @@ class SparkEngine:
 
     def first_line(self, error: Exception) -> str:
         """Spark's message without its plan dump and SQLSTATE tail: one line."""
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return re.sub(r"\s*SQLSTATE: \w+.*$", "", text)
+        java = getattr(error, "java_exception", None)  # a Py4JJavaError says only "error calling o34.parquet"
+        text = str(java.getMessage() if java is not None else error).strip() or type(error).__name__
+        return re.sub(r"\s*SQLSTATE: \w+.*$", "", text.splitlines()[0])
 
 
 __all__ = ["SparkEngine", "spark_session"]

@@ -71,6 +71,7 @@ def max_difference(a, b, where="report") -> float:
 def same_report(args):
     duck, spark_ = report(args, "duckdb"), report(args, "spark")
     diff = max_difference(duck, spark_)
+    print(f"max |spark - duckdb| over the JSON report of {args[0]}: {diff:.1e}")  # shown with -s
     assert diff <= TOL, diff
     return duck, diff
 
