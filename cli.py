@@ -401,8 +401,8 @@ def train(
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     model: str = typer.Option("lsvcr", "--model", help="lsvcr | sasrec (the control: video ids only)."),
     task: Optional[str] = typer.Option(None, "--task", help="video | comment | both (sasrec: video). Default: both with --stage all, else video."),
-    stage: str = typer.Option("finetune", "--stage", help="finetune (stage 2 on frozen text embeddings; MiniLM, or an aligned dir with --init) | align (stage 1 only: --out becomes the aligned dir) | all (align -> embed -> fine-tune)."),
-    no_align: bool = typer.Option(False, "--no-align", help="With --stage all: skip stage 1 (the ablation; same as --stage finetune)."),
+    stage: Optional[str] = typer.Option(None, "--stage", help="all (align -> embed -> fine-tune; the default for lsvcr, as the official code trains) | finetune (stage 2 on frozen text embeddings; MiniLM, or an aligned dir with --init; the default for sasrec and with --init) | align (stage 1 only: --out becomes the aligned dir)."),
+    no_align: bool = typer.Option(False, "--no-align", help="Skip stage 1: the ablation (stage 2 on MiniLM features; same as --stage finetune)."),
     init: Optional[Path] = typer.Option(None, "--init", help="--stage finetune: start from this aligned dir (written by --stage align)."),
     aligned_out: Optional[Path] = typer.Option(None, "--aligned-out", help="--stage all: where the aligned dir goes (default: OUT-aligned beside OUT)."),
     llm: str = typer.Option("minilm", "--llm", help="Stage 1 LLM: minilm (packaged, offline) or a local Hugging Face model dir (encoder or decoder)."),
@@ -437,6 +437,7 @@ def train(
     from lsvcr.config import FinetuneConfig
     from lsvcr.train import align_model, train_model
 
+    stage = stage or ("all" if model == "lsvcr" and init is None else "finetune")
     if stage not in ("finetune", "align", "all"):
         fail(f"--stage must be finetune, align or all, got {stage!r}")
     if stage != "finetune" and model != "lsvcr":

@@ -49,7 +49,7 @@ def models() -> tuple[Path, Path, Path]:
         lsvcr_cli("train", "--data", str(data), "--out", str(sasrec), "--model", "sasrec", "--epochs", "20", "-q")
     if not lsvcr.exists():
         lsvcr_cli("train", "--data", str(data), "--out", str(lsvcr), "--model", "lsvcr", "--task", "both",
-                  "--epochs", "5", "-q")
+                  "--no-align", "--epochs", "5", "-q")  # stage 2 only, as before `train` defaulted to both stages
     return world, sasrec, lsvcr
 
 

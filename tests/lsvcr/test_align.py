@@ -208,3 +208,19 @@ def test_train_stage_all_end_to_end_beats_popularity(synthetic_data, tmp_path):
     assert (text.encode_texts(some, policy.model.text_cfg) - served).abs().max() > 1e-4  # not plain MiniLM
     r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "x"), "--stage", "align", "--no-align"])
     assert r.exit_code == 2
+
+
+def test_train_defaults_to_both_stages_and_no_align_is_the_ablation(synthetic_data, tmp_path):
+    run = CliRunner().invoke
+    small = ["--align-steps", "1", "--align-batch-size", "8", "--max-prompt-tokens", "128", "--epochs", "1", "-q"]
+    r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "m")] + small)  # no --stage
+    assert r.exit_code == 0, r.output
+    assert "stage 1: 1 steps" in r.output and (tmp_path / "m-aligned" / "align.json").is_file()
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["tasks"] == ["video", "comment"] and cfg["text_config"]["encoder"] == "aligned:minilm"
+    r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "abl"), "--no-align"] + small)
+    assert r.exit_code == 0, r.output
+    assert "stage 1" not in r.output and not (tmp_path / "abl-aligned").exists()
+    assert json.loads((tmp_path / "abl" / "config.json").read_text())["text_config"]["encoder"] != "aligned:minilm"
+    r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "s"), "--model", "sasrec", "--epochs", "1", "-q"])
+    assert r.exit_code == 0, r.output  # the control has no stage 1: finetune is its default
