@@ -641,6 +641,25 @@ def resolve_policy(spec: str, world, comments, config):
     fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
 
 
+def check_policy_spec(spec: str) -> None:
+    """Fail (exit 2) unless ``spec`` names a policy ``resolve_policy`` can build: checked before a Ray run,
+    whose workers build the policies."""
+    from simulator.run import BUILTIN_POLICIES
+
+    name, at, temp = spec.rpartition("@")
+    kind, sep, path = spec.partition(":")
+    if at and name in ("popularity", "oracle"):
+        try:
+            float(temp)
+        except ValueError:
+            fail(f"policy spec {spec!r}: the temperature after @ must be a number")
+    elif sep and kind in ("sasrec", "lsvcr") and path:
+        if not Path(path).is_dir():
+            fail(f"policy spec {spec!r}: no model directory {path}")
+    elif spec not in BUILTIN_POLICIES:
+        fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
+
+
 @abtest_app.command("run")
 @handles_input_errors
 def abtest_run(

@@ -24,8 +24,10 @@ This module imports ``ray``; nothing else in the simulator does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -77,13 +79,26 @@ def connect(options: RayOptions) -> None:
     """Join ``options.address``, or start a local Ray with the machine's cores (if none is running)."""
     if ray.is_initialized():
         return
+    quiet = dict(log_to_driver=False, logging_level=logging.ERROR)  # the CLI's output stays ours
     if options.address is None:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     else:
+        _check_reachable(options.address)
         try:
-            ray.init(address=options.address, log_to_driver=False)
+            ray.init(address=options.address, **quiet)
         except (ConnectionError, ValueError) as e:
             raise InputError(f"--ray-address {options.address}: cannot join the Ray cluster ({e})") from None
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT that does not answer (Ray itself would retry for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise InputError(f"--ray-address {address}: no Ray cluster answers there ({e.strerror or e})") from None
 
 
 @ray.remote(num_cpus=0)

@@ -120,3 +120,11 @@ def test_cli_simulate_and_abtest_run_on_ray(tmp_path):
     assert all(same_files(tmp_path / "ab1", tmp_path / "ab2", SAME + ("assignment.parquet",)).values())
     bad = runner.invoke(app, [*ab[:-3], "--treatment", "lsvcr:/no/such/dir", "--out", str(tmp_path / "ab3"), "--ray"])
     assert bad.exit_code == 2 and "no model directory" in bad.output and not (tmp_path / "ab3").exists()
+
+
+def test_an_unreachable_cluster_address_fails_fast_with_one_line():
+    from simulator.ray import _check_reachable
+
+    with pytest.raises(InputError, match="no Ray cluster answers"):
+        _check_reachable("127.0.0.1:1", timeout_s=2)
+    _check_reachable("auto")  # resolved by Ray itself
