@@ -762,6 +762,26 @@ def render_offline(result: dict, target: Console) -> None:
         target.print(table)
 
 
+def section_model(log):
+    """The fitted comment-section response model on a logging run, as ``offline_ab.predict`` calls it."""
+    import numpy as np
+
+    from abtest import response_model as rm
+
+    lg = log.logged("comment")
+    rows = log.comment_rows(lg.items)
+    data = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
+                          lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
+                          np.asarray(log.comments.words), log.comment_likes_by_day())
+
+    def predictions(kind: str, reward: str, slates):
+        if kind != "comment" or reward not in rm.OUTPUTS:
+            return None
+        return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward)
+
+    return predictions
+
+
 def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = "cascade-dr",
                        alpha: float = 0.05, detail: bool = False) -> dict:
     """Replay control and treatment on a logging run; predict treatment's lift over control per user-day."""
@@ -782,7 +802,7 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
     try:
         predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
                               n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
-                              estimator=estimator, alpha=alpha)
+                              estimator=estimator, alpha=alpha, response_model=section_model(log))
     except ValueError as e:
         raise AbtestInputError(f"{logs}: {e}") from None
     result = {

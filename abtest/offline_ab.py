@@ -43,8 +43,11 @@ METRICS: dict[str, tuple[str, str] | None] = {
     "comment_likes": ("comment", "likes"),
 }
 DEFAULT_METRICS = ("comment_watch_time", "video_watch_time", "sessions")
-ESTIMATORS = ("cascade-dr", "cascade-ips", "dm", "iips", "dr")
+ESTIMATORS = ("cascade-dr", "cascade-ips", "dm", "model", "model-dr", "iips", "dr")
 DEFAULT_ESTIMATOR = "cascade-dr"
+# estimators whose reward model is the fitted user-response model (abtest.response_model) where it
+# models the reward, else the context-free item x position model
+MODEL_BASED = {"model": "dm", "model-dr": "cascade-dr"}
 
 
 class Arm(NamedTuple):
@@ -134,14 +137,17 @@ def _arm(est: ope.Estimate, unit_est: ope.Estimate) -> Arm:
 def predict(
     logged: Mapping[str, Mapping], control: Mapping[str, Mapping], treatment: Mapping[str, Mapping], *,
     n_users: int, n_days: int, preview: int, metrics=DEFAULT_METRICS, estimator: str = DEFAULT_ESTIMATOR,
-    alpha: float = 0.05,
+    alpha: float = 0.05, response_model=None,
 ) -> list[Prediction]:
     """The predicted lift of treatment over control per unit (user-day), for each metric.
 
     ``logged[kind]``: ``items``, ``logging_marginal``, ``logging_prefix`` ([n, K]), ``user_id``, ``day``
     ([n]) and ``rewards`` (reward → [n, K]); ``control[kind]`` / ``treatment[kind]``: the replayed
     target's ``items``, ``marginal``, ``prefix``. ``preview``: the comment section's preview size
-    (video feeds are plain cascades).
+    (video feeds are plain cascades). ``response_model(kind, reward, [logged, control, treatment
+    items])`` returns the fitted user-response model's [n, K] predictions for the three slates, or
+    None where it does not model that reward (the "model" estimators then use the item x position
+    model).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
@@ -167,9 +173,16 @@ def predict(
             raise ValueError("logged requests name users or days outside the logging run")
         units = users * n_days + days
         block = preview if kind == "comment" else 1
-        q = (reward_model_predictions(log, [control[kind], treatment[kind]], reward)
-             if estimator in ("cascade-dr", "dm", "dr") else [None, None])
-        per_request = [request_terms(estimator, log, t, reward, preview=block, q=qt, alpha=alpha)
+        base = MODEL_BASED.get(estimator, estimator)
+        q = [None, None]
+        learned = None
+        if estimator in MODEL_BASED and response_model is not None:
+            learned = response_model(kind, reward_name, [log["items"], control[kind]["items"], treatment[kind]["items"]])
+        if learned is not None:
+            q = [(learned[0], learned[1]), (learned[0], learned[2])]
+        elif base in ("cascade-dr", "dm", "dr"):
+            q = reward_model_predictions(log, [control[kind], treatment[kind]], reward)
+        per_request = [request_terms(base, log, t, reward, preview=block, q=qt, alpha=alpha)
                        for t, qt in zip((control[kind], treatment[kind]), q)]
         c_unit, t_unit = (_per_unit(e, units, n_units, unit_user, alpha) for e in per_request)
         diff = ope.lift(t_unit, c_unit, alpha=alpha, clusters=unit_user)

@@ -55,6 +55,7 @@ from .world import World, generate_world
 
 KINDS = ("video", "comment")
 METRICS = {"video": ("watch_s", "plays"), "comment": ("read_s", "reads", "likes")}
+# besides the metrics, per position: comment impressions (the positions a user reached in an opened section)
 REPLAY_STREAM = 1  # extra spawn-key element of the target policy's streams (independent of the logging policy's)
 
 
@@ -68,7 +69,7 @@ class Logged(NamedTuple):
     items: np.ndarray  # [n, K] shown ids (video ids | comment ids), −1 past the slate's end
     logging_marginal: np.ndarray  # [n, K] P(item at its position) under the logging policy (1 past the end)
     logging_prefix: np.ndarray  # [n, K] P(prefix through the position) under the logging policy
-    rewards: dict[str, np.ndarray]  # metric -> [n, K]: watch_s, plays | read_s, reads, likes
+    rewards: dict[str, np.ndarray]  # metric -> [n, K]: watch_s, plays | read_s, reads, likes, impressions
 
 
 class Target(NamedTuple):
@@ -96,6 +97,21 @@ class RunLog:
 
     def logged(self, kind: str) -> Logged:
         return self.video if kind == "video" else self.comment
+
+    def comment_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Comment-store rows of comment ids (any shape; −1 stays −1)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.full(ids.shape, -1, dtype=np.int64)
+        shown = ids >= 0
+        rows[shown] = _row_lookup(self.comments.ids)(ids[shown])
+        return rows
+
+    def comment_likes_by_day(self) -> np.ndarray:
+        """[days, comment rows] each comment's like count in each day's view (0 before it existed)."""
+        out = np.zeros((len(self.views), len(self.comments.ids)), dtype=np.int64)
+        for d, view in enumerate(self.views):
+            out[d, : len(view.comment_likes)] = view.comment_likes
+        return out
 
     def request(self, kind: str, i: int, rng=None, truth: UserTruth | None = None) -> VideoRequest | CommentRequest:
         """The i-th logged request of ``kind`` as the engine passed it to the logging policy."""
@@ -231,7 +247,8 @@ def load_run(run_dir: Path) -> RunLog:
     rewards = {
         "video": {"watch_s": per_position("play", "video", ev["val"]), "plays": per_position("play", "video")},
         "comment": {"read_s": per_position("comment_read", "comment", ev["val"]),
-                    "reads": per_position("comment_read", "comment"), "likes": per_position("comment_like", "comment")},
+                    "reads": per_position("comment_read", "comment"), "likes": per_position("comment_like", "comment"),
+                    "impressions": per_position("comment_impression", "comment")},
     }
     width = {"video": config.video_slate_size, "comment": config.comment_slate_size}
     logged = {
@@ -282,7 +299,7 @@ def _events(events: pa.Table) -> dict:
           "val": events.column("value").to_numpy(), "sid": _ints(events.column("session_id")),
           "ts": events.column("ts").to_numpy()}
     ev["rows"] = {}
-    for name in ("play", "comment_read", "comment_like", "comment_post"):
+    for name in ("play", "comment_impression", "comment_read", "comment_like", "comment_post"):
         sel = np.flatnonzero(kind == name)
         ev["rows"][name] = sel[np.lexsort((ev["pos"][sel], ev["rid"][sel]))]
     ev["session_start"] = np.flatnonzero(kind == "session_start")

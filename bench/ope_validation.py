@@ -1,0 +1,164 @@
+"""Validate the offline A/B prediction against the online A/B, on the simulator where the truth is known.
+
+For each world seed: one logging run (popularity sampled as a Plackett–Luce ranking at
+``--temperature``, the same kind of run `lsvcr demo` logs), then for every control/treatment pair
+(a) the offline prediction of treatment's lift over control per user-day from that logging run
+(`lsvcr abtest offline`, every estimator of --estimators) and (b) the online A/B of the same pair on
+the same world (`lsvcr abtest run`: 1 pre-period day + 1 experiment day, CUPED report). Prints one row
+per (seed, pair, estimator): offline lift [CI], online lift [CI] and p, whether the sign agrees where
+the online lift is significant, and whether the offline CI covers the online point; then per
+estimator the share of pairs meeting each target (sign agreement in every significant pair; CI
+coverage in at least 80% of the pairs).
+
+Pairs: built-in policies and their tempered (Plackett–Luce) variants; with --models also SASRec
+(control arm) and LSVCR (treatment arm) trained on each seed's logging run as the demo trains them.
+
+    python bench/ope_validation.py [--quick] [--seeds 0 1 2] [--users 2000] [--models] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from abtest.offline_ab import predict  # noqa: E402
+from abtest.report import ReportConfig, build_report  # noqa: E402
+from abtest.render import to_json  # noqa: E402
+from cli import resolve_policy  # noqa: E402
+from simulator import SimConfig, simulate  # noqa: E402
+from simulator.experiment import run_experiment, world_config  # noqa: E402
+from simulator.replay import load_run, replay  # noqa: E402
+
+BUILTIN_PAIRS = [
+    ("popularity", "oracle"),
+    ("popularity", "oracle@0.5"),
+    ("popularity", "popularity@1"),
+    ("popularity@1", "oracle@1"),
+    ("oracle@1", "oracle"),
+    ("random", "popularity"),
+]
+MODEL_PAIRS = [("sasrec", "lsvcr"), ("popularity", "sasrec"), ("popularity", "lsvcr"), ("lsvcr", "oracle")]
+METRIC = "comment_watch_time"
+
+
+def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, str]:
+    """SASRec and LSVCR (short stage 1 + stage 2) on the logging run, as `lsvcr demo` trains them."""
+    from lsvcr.align import AlignConfig
+    from lsvcr.config import FinetuneConfig
+    from lsvcr.data.build import build_dataset
+    from lsvcr.data.layout import write_dataset
+    from lsvcr.train import align_model, train_model
+    from rich.console import Console
+
+    quiet = Console(quiet=True)
+    write_dataset(build_dataset(world), work / "data")
+    train_model(work / "data", work / "sasrec", FinetuneConfig(model="sasrec", epochs=10 if quick else 30, seed=seed), quiet)
+    align_model(work / "data", work / "aligned", AlignConfig(batch_size=16, max_prompt_tokens=256,
+                                                            max_steps=2 if quick else 10, seed=seed), quiet)
+    train_model(work / "data", work / "lsvcr", FinetuneConfig(model="lsvcr", task="both", epochs=2 if quick else 4, seed=seed),
+                quiet, init=work / "aligned")
+    return {"sasrec": f"sasrec:{work / 'sasrec'}", "lsvcr": f"lsvcr:{work / 'lsvcr'}"}
+
+
+def online(world: Path, out: Path, control: str, treatment: str, users: int) -> dict:
+    base = world_config(world)
+    cfg = base.replace(n_users=users, days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
+
+    def factory(spec):
+        return lambda w, comments, config: resolve_policy(spec, w, comments, config)
+
+    run_experiment(cfg, out, factory(control), factory(treatment), (control, treatment), world_dir=world)
+    report = json.loads(to_json(build_report(out, ReportConfig())))
+    rows = [m for m in report["metrics"] if m["name"] == METRIC and m["variant"] == "treatment"]
+    m = next((r for r in rows if r.get("cuped")), rows[0])
+    return {"rel_effect": m["rel_effect"], "rel_ci": m["rel_ci"], "p_value": m["p_value"], "alpha": report["alpha"]}
+
+
+def pct(x) -> str:
+    return "  –  " if x is None else f"{100 * x:+.1f}%"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small worlds (400 users, 1 logging day), built-in pairs")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--users", type=int, default=None, help="users of the world and of each A/B [default 2000; quick 400]")
+    ap.add_argument("--days", type=int, default=None, help="logging days [default 2; quick 1]")
+    ap.add_argument("--temperature", type=float, default=1.0, help="the logging policy's temperature")
+    ap.add_argument("--models", action="store_true", help="also SASRec and LSVCR pairs (trains both per seed)")
+    ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm")
+    ap.add_argument("--json", type=Path, default=None, help="write every row here")
+    args = ap.parse_args()
+    users = args.users or (400 if args.quick else 2000)
+    days = args.days or (1 if args.quick else 2)
+    estimators = args.estimators.split(",")
+    rows = []
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ope-validation-") as tmp:
+        for seed in args.seeds:
+            work = Path(tmp) / f"seed{seed}"
+            world = work / "world"
+            simulate(SimConfig().replace(n_users=users, days=days, seed=seed), world, "popularity",
+                     temperature=args.temperature)
+            names = {}
+            pairs = list(BUILTIN_PAIRS)
+            if args.models:
+                names = train_models(world, work, seed, args.quick)
+                pairs += MODEL_PAIRS
+            spec = lambda p: names.get(p, p)  # noqa: E731
+            log = load_run(world)
+            logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
+            replays = {}
+            for p in sorted({p for pair in pairs for p in pair}):
+                policy = resolve_policy(spec(p), log.world, log.comments, log.config)
+                replays[p] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=False).items()}
+            for i, (control, treatment) in enumerate(pairs):
+                truth = online(world, work / f"ab{i}", spec(control), spec(treatment), users)
+                significant = truth["p_value"] is not None and truth["p_value"] < truth["alpha"]
+                for est in estimators:
+                    (m,) = predict(logged, replays[control], replays[treatment], n_users=log.config.world.n_users,
+                                   n_days=len(log.views), preview=log.config.behaviour.comment_preview,
+                                   metrics=(METRIC,), estimator=est)
+                    lo, hi = m.rel_ci
+                    covers = bool(lo <= truth["rel_effect"] <= hi)
+                    same_sign = bool((m.rel_effect > 0) == (truth["rel_effect"] > 0))
+                    rows.append({"seed": seed, "control": control, "treatment": treatment, "estimator": est,
+                                 "offline": m.rel_effect, "offline_ci": [lo, hi],
+                                 "ess": [m.control.ess, m.treatment.ess], "online": truth["rel_effect"],
+                                 "online_ci": truth["rel_ci"], "online_p": truth["p_value"],
+                                 "significant": significant, "sign_agrees": same_sign, "covers": covers})
+                print(f"seed {seed}: {control} vs {treatment} done ({time.perf_counter() - start:.0f} s)",
+                      file=sys.stderr, flush=True)
+    print(f"Offline prediction vs online A/B, {METRIC} per user, treatment vs control "
+          f"({len(args.seeds)} world seeds, {users} users, logging: popularity@{args.temperature:g} over {days} day(s); "
+          f"online: {users} users, 1 pre-period + 1 experiment day, CUPED)")
+    print()
+    print("| seed | control | treatment | estimator | offline lift [95% CI] | ESS c / t | online lift [95% CI], p | sign (online sig.) | CI covers online |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        sign = ("agrees" if r["sign_agrees"] else "DIFFERS") if r["significant"] else "(online n.s.)"
+        print(f"| {r['seed']} | {r['control']} | {r['treatment']} | {r['estimator']} | {pct(r['offline'])} "
+              f"[{pct(r['offline_ci'][0])}, {pct(r['offline_ci'][1])}] | {r['ess'][0]:,.0f} / {r['ess'][1]:,.0f} | "
+              f"{pct(r['online'])} [{pct(r['online_ci'][0])}, {pct(r['online_ci'][1])}], p = {r['online_p']:.2g} | "
+              f"{sign} | {'yes' if r['covers'] else 'NO'} |")
+    print()
+    print("| estimator | pairs | sign agrees where online significant (target: all) | CI covers online point (target: >= 80%) |")
+    print("|---|---|---|---|")
+    for est in estimators:
+        mine = [r for r in rows if r["estimator"] == est]
+        sig = [r for r in mine if r["significant"]]
+        agree = sum(r["sign_agrees"] for r in sig)
+        cover = sum(r["covers"] for r in mine)
+        print(f"| {est} | {len(mine)} | {agree}/{len(sig)} | {cover}/{len(mine)} ({100 * cover / max(len(mine), 1):.0f}%) |")
+    print(f"\nwall {time.perf_counter() - start:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
