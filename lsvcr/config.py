@@ -42,6 +42,7 @@ class LSVCRConfig:
     use_id: bool = True  # stage 2: gate * ID + text; stage 1: text only
     gate_init: float = 1.0
     init_std: float = 0.02
+    layer_norm_eps: float = 1e-8  # every LayerNorm of the backbone, as in the official code
 
     def __post_init__(self):
         _positive("LSVCRConfig", text_dim=self.text_dim, hidden=self.hidden, ffn=self.ffn,

@@ -58,10 +58,10 @@ class Attention(nn.Module):
 class TransformerLayer(nn.Module):
     """Post-LN attention + FFN block. Self-attention when ``kv`` is None, else cross-attention."""
 
-    def __init__(self, d: int, heads: int, ffn: int, dropout: float):
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float, eps: float = 1e-12):
         super().__init__()
         self.attn = Attention(d, heads, dropout)
-        self.ln1, self.ln2 = nn.LayerNorm(d, eps=1e-12), nn.LayerNorm(d, eps=1e-12)
+        self.ln1, self.ln2 = nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps)
         self.fc1, self.fc2 = nn.Linear(d, ffn), nn.Linear(ffn, d)
         self.drop = nn.Dropout(dropout)
 

@@ -53,9 +53,9 @@ class Encoded:
 class AdditivePool(nn.Module):
     """F_v: Linear(d->2d) -> Dropout -> LayerNorm -> GELU -> Linear(2d->1), masked softmax, weighted sum."""
 
-    def __init__(self, d: int, dropout: float):
+    def __init__(self, d: int, dropout: float, eps: float = 1e-8):
         super().__init__()
-        self.fc1, self.drop, self.ln, self.fc2 = nn.Linear(d, 2 * d), nn.Dropout(dropout), nn.LayerNorm(2 * d), nn.Linear(2 * d, 1)
+        self.fc1, self.drop, self.ln, self.fc2 = nn.Linear(d, 2 * d), nn.Dropout(dropout), nn.LayerNorm(2 * d, eps=eps), nn.Linear(2 * d, 1)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         a = self.fc2(F.gelu(self.ln(self.drop(self.fc1(h))))).squeeze(-1)  # [B, L]
@@ -67,9 +67,9 @@ class AdditivePool(nn.Module):
 class QueryPool(nn.Module):
     """F_c: multi-head attention with one query per sample, residual + LayerNorm."""
 
-    def __init__(self, d: int, heads: int, dropout: float):
+    def __init__(self, d: int, heads: int, dropout: float, eps: float = 1e-8):
         super().__init__()
-        self.attn, self.drop, self.ln = Attention(d, heads, dropout), nn.Dropout(dropout), nn.LayerNorm(d, eps=1e-12)
+        self.attn, self.drop, self.ln = Attention(d, heads, dropout), nn.Dropout(dropout), nn.LayerNorm(d, eps=eps)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         q = query[:, None, :]  # [B, 1, d]
@@ -87,16 +87,17 @@ class LSVCRBackbone(nn.Module):
             self.video_id = nn.Embedding(n_videos, d, padding_idx=0)
             self.gate = nn.Parameter(torch.tensor(0.0))
         self.pos_video, self.pos_record = nn.Embedding(cfg.max_len, d), nn.Embedding(cfg.max_len, d)
-        self.ln_video, self.ln_record = nn.LayerNorm(d, eps=1e-12), nn.LayerNorm(d, eps=1e-12)
+        eps = cfg.layer_norm_eps
+        self.ln_video, self.ln_record = nn.LayerNorm(d, eps=eps), nn.LayerNorm(d, eps=eps)
         self.drop = nn.Dropout(cfg.dropout)
-        layer = lambda: TransformerLayer(d, cfg.heads, cfg.ffn, cfg.dropout)
+        layer = lambda: TransformerLayer(d, cfg.heads, cfg.ffn, cfg.dropout, eps)
         self.video_encoder = nn.ModuleList(layer() for _ in range(cfg.layers))
         self.record_encoder = nn.ModuleList(layer() for _ in range(cfg.layers))
         self.video_mix = nn.ModuleList(layer() for _ in range(cfg.mix_layers))  # videos attend to records
         self.record_mix = nn.ModuleList(layer() for _ in range(cfg.mix_layers))  # records attend to videos
         self.video_fuse, self.record_fuse = nn.Linear(2 * d, d), nn.Linear(2 * d, d)
-        self.f_v = AdditivePool(d, cfg.dropout)
-        self.f_c = QueryPool(d, cfg.heads, cfg.dropout)
+        self.f_v = AdditivePool(d, cfg.dropout, eps)
+        self.f_c = QueryPool(d, cfg.heads, cfg.dropout, eps)
         init_weights(self, cfg.init_std)
         if cfg.use_id:
             with torch.no_grad():
