@@ -1,6 +1,6 @@
 """Benchmark: scaling out, each section against its embedded peer in the same run.
 
-    .venv/bin/python bench/scale.py [--users 10000000] [--only stats]
+    .venv/bin/python bench/scale.py [--users 10000000] [--sim-users 20000] [--only stats,ray]
 
 Sections (``SECTIONS``; ``main`` runs each and prints one table):
 
@@ -11,6 +11,10 @@ Sections (``SECTIONS``; ``main`` runs each and prints one table):
   Each engine runs in its own process, from the file on disk to the aggregates (imports and the
   Spark session's start excluded; the start is printed apart). Prints the Spark / DuckDB ratio and
   the largest relative difference between the two engines' aggregates.
+* ray — simulation throughput (user-days/s) of `lsvcr simulate`, one process vs ``--ray`` with two
+  shard actors on a local Ray with 2 CPUs (simulator.run.simulate, world generation and writing the
+  run directory included; Ray's start excluded and printed apart), each in its own process. Prints
+  the ratio and whether the two events.parquet files are the same bytes.
 
 Two CPUs shared with others make absolute times noisy: read the ratios.
 """
@@ -116,14 +120,67 @@ def stats_section(args) -> list[tuple[str, str, float, str]]:
     ]
 
 
+# ---- section "ray": simulation user-days/s, one process vs Ray with 2 shard actors -------------------
+RAY_SHARDS = 2
+
+
+def worker_ray(users: str, days: str, mode: str, out: str) -> dict:
+    """In its own process: one `simulate` run into ``out``, in one process or on a local Ray."""
+    import hashlib
+
+    sys.path.insert(0, str(ROOT))
+    from simulator import SimConfig, simulate
+
+    options, start = None, 0.0
+    if mode == "ray":
+        import ray
+
+        from simulator.ray import RayOptions
+
+        t0 = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start = time.perf_counter() - t0
+        options = RayOptions(shards=RAY_SHARDS)
+    t0 = time.perf_counter()
+    summary = simulate(SimConfig().replace(n_users=int(users), days=int(days)), Path(out), "popularity", on_ray=options)
+    seconds = time.perf_counter() - t0
+    digest = hashlib.sha256((Path(out) / "events.parquet").read_bytes()).hexdigest()
+    return {"seconds": seconds, "start_seconds": start, "events": summary["events"], "sha256": digest}
+
+
+def ray_section(args) -> list[tuple[str, str, float, str]]:
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="scale-ray-"))
+    try:
+        one = run_worker("ray", str(args.sim_users), str(args.sim_days), "one", str(tmp / "one"))
+        on_ray = run_worker("ray", str(args.sim_users), str(args.sim_days), "ray", str(tmp / "ray"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    user_days = args.sim_users * args.sim_days
+    what = f"{args.sim_users:,} users x {args.sim_days} day(s)"
+    same = "yes" if one["sha256"] == on_ray["sha256"] else "NO"
+    return [
+        ("ray", f"simulate, one process, {what}", one["seconds"],
+         f"{user_days / one['seconds']:,.0f} user-days/s, {one['events']:,} events"),
+        ("ray", f"simulate --ray, {RAY_SHARDS} shard actors (local Ray, 2 CPUs), {what}", on_ray["seconds"],
+         f"{user_days / on_ray['seconds']:,.0f} user-days/s; ratio Ray/one-process user-days/s "
+         f"{one['seconds'] / on_ray['seconds']:.2f}x; events.parquet same bytes: {same}"),
+        ("ray", "local Ray start (not in the ratio)", on_ray["start_seconds"], ""),
+    ]
+
+
 # ---- the table -------------------------------------------------------------------------------------
-SECTIONS = {"stats": stats_section}
-WORKERS = {"stats": worker_stats}
+SECTIONS = {"stats": stats_section, "ray": ray_section}
+WORKERS = {"stats": worker_stats, "ray": worker_ray}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=10_000_000)
+    ap.add_argument("--sim-users", type=int, default=20_000, help="section ray: simulated users")
+    ap.add_argument("--sim-days", type=int, default=1, help="section ray: simulated days")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated subset of: " + ", ".join(SECTIONS))
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
