@@ -81,7 +81,7 @@ def _run_simulation(config, out: Path, policy: str, explore, temperature, shard,
 RAY_HELP = ("Run the users as Ray shards (one actor per shard; each day's deltas exchanged through Ray). "
             "Without --ray-address: a local Ray with this machine's cores. The run directory is the one-process run's.")
 RAY_ADDRESS_HELP = "Join this Ray cluster: auto (the running cluster) or HOST:PORT. Implies --ray."
-RAY_SHARDS_HELP = "Shard actors on Ray [default: the cluster's CPUs]. Implies --ray."
+RAY_SHARDS_HELP = "Shard actors on Ray (default: the cluster's CPUs). Implies --ray."  # no [..]: rich markup
 
 
 def ray_options(ray: bool, address: Optional[str], shards: Optional[int]):
