@@ -5,9 +5,54 @@
 * Comment task — ``sampled100``: all comments of the target video if <= 100, else every positive
   plus random same-video negatives up to 100; ``full``: all comments of the target video.
   Several positives per list.
+* Comment task — ``ips``: **exposure-debiased**, on the logged slates themselves (below).
 
 Candidates depend only on the dataset, the split and the seed, so every model sees the same lists.
 Metrics: lsvcr/metrics.py (pessimistic ties).
+
+**Why a third protocol.** ``full`` and ``sampled100`` score a model by where it ranks the comments
+the user interacted with; but a user can only interact with what the logging policy showed, near the
+top, so those positives are largely the logger's own top picks: ranking by likes is rewarded for
+agreeing with the ranking-by-likes logger (exposure bias, missing-not-at-random feedback).
+
+**The ``ips`` estimator.** It needs a dataset built from a run logged by a stochastic policy
+(``lsvcr simulate --temperature T`` or ``--explore EPS``: ``comm_slates.{split}.json``, see
+lsvcr/data/build.py). For every logged comment request of the split's comment examples, the scorer
+ranks that request's candidates (the comments the logger ranked), and each logged positive — comment
+i read (>= long_read_s) or liked at logged position j — counts with weight 1 / P_log(i at j), the
+exact position marginal the simulator logged (Plackett–Luce or ε-greedy):
+
+    M = sum_positives c(rank(i)) / P_log(i at j)  /  sum_positives 1 / P_log(i at j)
+
+with an item-additive gain c (Yang et al.'s form): recall@k c = 1[rank <= k]; dcg@k c = 1[rank <= k] /
+log2(rank + 1), which equals NDCG@k for a list with one positive.
+
+*What it estimates, and when.* Assume the position-based model: a comment i shown at position j is a
+positive with probability theta_j * rho_ui (examination depends on the position only, relevance on the
+user and the comment only), and a logger that gives every candidate a positive probability at every
+position j < K (Plackett–Luce and ε-greedy do). Then for every request
+E[sum c / P_log] = sum_i sum_{j<K} P_log(i at j) theta_j rho_ui c(rank(i)) / P_log(i at j)
+= (sum_{j<K} theta_j) * sum_i rho_ui c(rank(i)): the logged positions sum out and the unknown
+examination curve becomes a constant that the self-normalisation cancels. So M estimates
+sum_ui rho_ui c(rank_u(i)) / sum_ui rho_ui, the full-ranking metric *as if the relevance of every
+candidate were observed*, not only of those the logger happened to put on top. Self-normalised IPS
+(SNIPS; Swaminathan & Joachims, NeurIPS 2015) is consistent, with an O(1/n) bias traded for a far
+lower variance; the standard error is the delta method's, clustered by example (one user's record).
+This is the per-position form of the IPS estimators of Schnabel et al. (ICML 2016, "Recommendations
+as treatments: debiasing learning and evaluation") and Yang et al. (RecSys 2018, "Unbiased offline
+recommender evaluation for missing-not-at-random implicit feedback"), whose item propensity
+P(observed) = sum_j P_log(i at j) theta_j needs theta estimated; weighting by the position marginal
+needs no theta (the item-position model of Li et al., KDD 2018, "Offline evaluation of ranking policies
+with click models"). The unweighted version of the same average ("naive") is reported beside it: the
+gap between them is the exposure bias.
+
+*Caveats.* The simulator's reading is a cascade (whether position j is examined depends on the comments
+above it) and opening the section depends on the top comments, so the position-based model is an
+approximation there, not a theorem. The requests are those of the split's examples that have a
+positive; conditioning a request on having one rescales its expectation, not the items within it.
+Video requests are not evaluated this way: a video slate's earlier long plays are the history (and the
+training targets) that later positions condition on, so per-request evaluation would need one history
+per position; ``ips`` reports the comment task only.
 """
 from __future__ import annotations
 
@@ -19,11 +64,11 @@ import torch
 from lsvcr.data.layout import Dataset
 from lsvcr.data.loader import Batch, TaskTensors, user_sequences
 from lsvcr.errors import InputError
-from lsvcr.metrics import mean_metrics, per_row_metrics
+from lsvcr.metrics import candidate_ranks, ips_metrics, mean_metrics, per_row_metrics
 from lsvcr.recommender import LSVCRRecommender
 from lsvcr.sasrec import SASRec
 
-PROTOCOLS = ("sampled100", "full")
+PROTOCOLS = ("sampled100", "full", "ips")
 N_SAMPLED = 100
 
 
@@ -166,7 +211,41 @@ def evaluate_task(scorer, ds: Dataset, task: str, cfg: EvalConfig, tensors: Task
     return {"n": len(ex), **mean_metrics(rows)}
 
 
+def evaluate_logged(scorer, ds: Dataset, cfg: EvalConfig, tensors: TaskTensors | None = None) -> dict:
+    """The ``ips`` protocol on the comment task: IPS-weighted metrics on the logged comment slates."""
+    lg = ds.logged.get(cfg.split)
+    if lg is None:
+        raise InputError(f"--protocol ips: the dataset has no comm_slates.{cfg.split}.json (logged slates with "
+                         "propensities); build it (lsvcr data build) from a run logged by a stochastic policy "
+                         "(lsvcr simulate --temperature T or --explore EPS)")
+    ex = ds.splits["comment"][cfg.split]
+    tt = tensors or TaskTensors(ex, cfg.max_len, cfg.max_record_comments)
+    ranks, props, units = [], [], []
+    for start in range(0, len(lg), cfg.batch_size):
+        req = np.arange(start, min(start + cfg.batch_size, len(lg)))
+        width = max(len(lg.candidates[r]) for r in req)
+        cand = np.zeros((len(req), width), np.int64)  # [B, M] 0-padded
+        rel = np.zeros((len(req), width), bool)
+        for i, r in enumerate(req):
+            cand[i, : len(lg.candidates[r])] = lg.candidates[r]
+            rel[i] = np.isin(cand[i], lg.shown[r][lg.positive[r]]) & (cand[i] > 0)
+        c = torch.from_numpy(cand)
+        rank = candidate_ranks(scorer.comment(tt.batch(lg.example[req]), c), torch.from_numpy(rel), c > 0).numpy()
+        for i, r in enumerate(req):
+            col = np.flatnonzero(rel[i])  # the positives' candidate columns
+            prop = dict(zip(lg.shown[r].tolist(), lg.propensity[r].tolist()))  # comment -> P_log(at its position)
+            ranks.append(rank[i, col])
+            props.append(np.array([prop[int(x)] for x in cand[i, col]]))
+            units.append(np.full(len(col), lg.example[r]))
+    rank, prop, unit = (np.concatenate(x) if x else np.zeros(0) for x in (ranks, props, units))
+    return {"n": int(len(np.unique(unit))), "requests": len(lg), "positives": int(len(rank)),
+            **ips_metrics(rank, prop, unit), "naive": ips_metrics(rank, np.ones_like(prop), unit)}
+
+
 def evaluate(scorer, ds: Dataset, cfg: EvalConfig, tasks: tuple[str, ...] | None = None) -> dict:
+    if cfg.protocol == "ips":
+        return {"model": scorer.name, "protocol": cfg.protocol, "split": cfg.split, "seed": cfg.seed,
+                "tasks": {"comment": evaluate_logged(scorer, ds, cfg)}}
     tasks = tasks or ds.tasks
     return {"model": scorer.name, "protocol": cfg.protocol, "split": cfg.split, "seed": cfg.seed,
             "tasks": {t: evaluate_task(scorer, ds, t, cfg) for t in tasks}}

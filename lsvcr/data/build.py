@@ -17,8 +17,16 @@ Definitions (every threshold is a ``BuildConfig`` field):
   never contain that user's validation/test targets of either task (those videos are removed).
 * ``comment_list`` of each video: its comments by like count (desc), then age.
 
+* **Logged comment slates** (runs logged by a stochastic policy, i.e. with ``slates.parquet``): for
+  each val/test comment example, every comment request of that (user, video) with at least one
+  positive (a like or a read of >= ``long_read_s``; requests without one add nothing to an IPS
+  estimate): the shown comments in order, their exact marginal propensities P_log(comment at
+  position j), the positives, and the candidates the logger ranked (the video's comments created
+  before the day of the request, the day its engine processed it, plus anything shown). Written as
+  ``comm_slates.{val,test}.json`` (see layout.py) for ``lsvcr evaluate --protocol ips``.
+
 Only the observable files are read: ``videos.parquet``, ``comments.parquet``, ``events.parquet``
-(or ``events/``); never ``truth/``.
+(or ``events/``), ``slates.parquet`` where present; never ``truth/``.
 """
 from __future__ import annotations
 
@@ -28,8 +36,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from lsvcr.data.layout import Dataset, Examples
+from lsvcr.data.layout import Dataset, Examples, LoggedSlates
 from lsvcr.errors import InputError
+
+DAY_S = 86400.0  # the simulator's day (simulator.engine.DAY_S): comments posted on a day are visible from the next
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,59 @@ def _read_run(run: Path, cfg: BuildConfig):
     except duckdb.Error as e:
         raise InputError(f"{run}: cannot read the simulation files ({str(e).splitlines()[0]})") from None
     return videos, comments, plays, inter
+
+
+def _logged_comment_slates(run: Path, cfg: BuildConfig, wanted: dict[tuple[int, int], tuple[str, int]],
+                           cidx: dict[int, int]) -> dict[str, LoggedSlates]:
+    """split -> the logged comment requests of ``wanted`` {(user, video id): (split, example index)}."""
+    import pyarrow.parquet as pq
+
+    path = run / "slates.parquet"
+    if not path.is_file() or not wanted:
+        return {}
+    t = pq.read_table(path, columns=["request_id", "user_id", "ts", "kind", "video_id", "items", "propensities"])
+    t = t.take(np.argsort(t.column("request_id").to_numpy(), kind="stable"))
+    rid, user, ts = (t.column(c).to_numpy() for c in ("request_id", "user_id", "ts"))
+    is_comment = np.array([k == "comment" for k in t.column("kind").to_pylist()], bool)
+    video = t.column("video_id").to_numpy(zero_copy_only=False)
+    parent = np.maximum.accumulate(np.where(is_comment, 0, np.arange(len(rid))))  # the video request it follows
+    day_start = np.floor(ts[parent] / DAY_S) * DAY_S
+    keep = [i for i in np.flatnonzero(is_comment) if (int(user[i]), int(video[i])) in wanted]
+    if not keep:
+        return {}
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    ev, coms = _events_source(run), _require(run, "comments.parquet")
+    try:
+        pos = con.execute(
+            f"SELECT DISTINCT request_id, position FROM read_parquet('{ev}') WHERE CAST(event AS VARCHAR) = 'comment_like' "
+            f"OR (CAST(event AS VARCHAR) = 'comment_read' AND value >= {cfg.long_read_s})").fetchnumpy()
+        c = con.execute(f"SELECT comment_id, video_id, created_ts FROM read_parquet('{coms}')").fetchnumpy()
+    except duckdb.Error as e:
+        raise InputError(f"{run}: cannot read the logged slates ({str(e).splitlines()[0]})") from None
+    positive = {}
+    for r, j in zip(pos["request_id"], pos["position"]):
+        positive.setdefault(int(r), set()).add(int(j))
+    by_video: dict[int, list[tuple[float, int]]] = {}
+    for cid, v, created in zip(c["comment_id"], c["video_id"], c["created_ts"]):
+        by_video.setdefault(int(v), []).append((float(created), int(cid)))
+    items, props = t.column("items").to_pylist(), t.column("propensities").to_pylist()
+    cols: dict[str, dict[str, list]] = {}
+    for i in keep:
+        hits = positive.get(int(rid[i]), set())
+        if not hits:
+            continue
+        split, n = wanted[(int(user[i]), int(video[i]))]
+        shown = np.array([cidx[int(x)] for x in items[i]], np.int64)
+        visible = {cidx[cid] for created, cid in by_video.get(int(video[i]), []) if created < day_start[i]}
+        cand = np.array(sorted(visible | set(shown.tolist())), np.int64)
+        col = cols.setdefault(split, {k: [] for k in ("example", "request_id", "candidates", "shown", "propensity", "positive")})
+        for k, x in zip(col, (n, int(rid[i]), cand, shown, np.asarray(props[i], np.float64),
+                              np.isin(np.arange(len(shown)), sorted(hits)))):
+            col[k].append(x)
+    return {split: LoggedSlates(np.array(col["example"], np.int64), np.array(col["request_id"], np.int64),
+                                col["candidates"], col["shown"], col["propensity"], col["positive"])
+            for split, col in cols.items()}
 
 
 def _user_timelines(plays, inter):
@@ -186,6 +249,11 @@ def build_dataset(run_dir: str | Path, cfg: BuildConfig = BuildConfig()) -> Data
             ex.target = np.array(ex.target, np.int64)
     if not len(out["video"]["train"]):
         raise InputError(f"{run}: no user has two positively engaged videos; nothing to train on")
+    video_id_of = {i: v for v, i in vidx.items()}
+    wanted = {(int(ex.users[n]), video_id_of[int(ex.target[n])]): (split, n)
+              for split in ("val", "test") for ex in [out["comment"][split]] for n in range(len(ex))}
+    logged = _logged_comment_slates(run, cfg, wanted, cidx)
     meta = {"source": "simulation", "run_dir": str(run), "build": asdict(cfg),
-            "interactions": {"positive_videos": n_pos_videos, "comment_interactions": n_comment_inter}}
-    return Dataset(video_ids, comment_ids, titles, texts, [np.array(x, np.int64) for x in lists], out, meta)
+            "interactions": {"positive_videos": n_pos_videos, "comment_interactions": n_comment_inter},
+            "logged_comment_slates": {split: len(lg) for split, lg in logged.items()}}
+    return Dataset(video_ids, comment_ids, titles, texts, [np.array(x, np.int64) for x in lists], out, meta, logged)

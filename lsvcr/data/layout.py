@@ -10,6 +10,12 @@ A dataset directory holds
 * id lists whose index 0 is ``[PAD]``: ``all_photos.json``/``all_comments.json`` (ours), or the
   original code's ``all_photos.pkl``/``all_comments.pkl`` (read only with ``allow_pickle``)
 * ``meta.json`` (ours; optional when reading)
+* ``comm_slates.{val,test}.json`` (ours; only in datasets built from a run logged by a stochastic
+  policy, ``lsvcr simulate --temperature T`` or ``--explore EPS``): JSON lines, one per logged comment
+  request of that split's comment examples, ``{"example": line index in comm_rank.{split}.json,
+  "user_id", "target_photo", "request_id", "candidates": [comment ids the logger ranked],
+  "shown": [comment ids in logged order], "propensities": [P_log(shown[j] at position j)],
+  "positives": [0/1 per shown position]}``; read by ``lsvcr evaluate --protocol ips``
 
 In memory every id becomes its index in the id list (0 = padding); ids are compared as strings.
 """
@@ -29,6 +35,7 @@ from lsvcr.errors import InputError
 
 SPLITS = ("train", "val", "test")
 TASK_FILES = {"video": "rec", "comment": "comm_rank"}
+SLATES_FILE = "comm_slates"
 PAD = "[PAD]"
 
 
@@ -52,6 +59,21 @@ class Examples:
 
 
 @dataclass
+class LoggedSlates:
+    """Logged comment requests of one split, column-wise (``comm_slates.{split}.json``)."""
+
+    example: np.ndarray  # [R] index of the comment example (same user, same target video)
+    request_id: np.ndarray  # [R] the simulator's request id
+    candidates: list[np.ndarray]  # R x [n] comment indices the logging policy ranked
+    shown: list[np.ndarray]  # R x [k] comment indices in logged order (a subset of candidates)
+    propensity: list[np.ndarray]  # R x [k] P_log(shown[j] at position j), exact
+    positive: list[np.ndarray]  # R x [k] bool: a positive comment interaction at position j
+
+    def __len__(self) -> int:
+        return len(self.example)
+
+
+@dataclass
 class Dataset:
     video_ids: list[str]  # [V+1], index 0 is PAD
     comment_ids: list[str]  # [C+1], index 0 is PAD
@@ -60,6 +82,7 @@ class Dataset:
     comment_lists: list[np.ndarray]  # [V+1] comment indices per video, most popular first
     splits: dict[str, dict[str, Examples]]  # task -> split -> examples
     meta: dict = field(default_factory=dict)
+    logged: dict[str, LoggedSlates] = field(default_factory=dict)  # split -> logged comment slates (optional)
 
     @property
     def n_videos(self) -> int:  # including PAD
@@ -228,7 +251,38 @@ def read_dataset(root: str | Path, allow_pickle: bool = False) -> Dataset:
     if not len(splits["video"]["train"]):
         raise InputError(f"{root / 'rec.train.json'}: no training examples")
     meta = _load_json(root / "meta.json") if (root / "meta.json").is_file() else {}
-    return Dataset(video_ids, comment_ids, titles, texts, comment_lists, splits, meta)
+    logged = {split: _read_logged(root / f"{SLATES_FILE}.{split}.json", splits["comment"][split], vid, cid)
+              for split in SPLITS if (root / f"{SLATES_FILE}.{split}.json").is_file()}
+    return Dataset(video_ids, comment_ids, titles, texts, comment_lists, splits, meta, logged)
+
+
+def _read_logged(path: Path, ex: Examples, vid: _Indexer, cid: _Indexer) -> LoggedSlates:
+    cols = {"example": [], "request_id": [], "candidates": [], "shown": [], "propensity": [], "positive": []}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path.name} line {lineno}"
+            try:
+                row = json.loads(line)
+                n, rid = int(row["example"]), int(row["request_id"])
+                cand, shown = cid.many(row["candidates"], where + " candidates"), cid.many(row["shown"], where + " shown")
+                prop, pos = np.asarray(row["propensities"], np.float64), np.asarray(row["positives"], bool)
+                user, target = str(row["user_id"]), row["target_photo"]
+            except json.JSONDecodeError as e:
+                raise InputError(f"{where}: not valid JSON ({e.msg})") from None
+            except (KeyError, TypeError, ValueError) as e:
+                raise InputError(f"{where}: missing or malformed field ({e})") from None
+            if not 0 <= n < len(ex) or ex.users[n] != user or ex.target[n] != vid(target, where + " target_photo"):
+                raise InputError(f"{where}: example {n} is not user {user!r}'s comment example for video {target!r}")
+            if not (len(shown) == len(prop) == len(pos)) or not np.all((prop > 0) & (prop <= 1)):
+                raise InputError(f"{where}: shown, propensities (in (0, 1]) and positives must be equally long")
+            if not np.isin(shown, cand).all():
+                raise InputError(f"{where}: a shown comment is not among the candidates")
+            for k, v in zip(cols, (n, rid, cand, shown, prop, pos)):
+                cols[k].append(v)
+    return LoggedSlates(np.array(cols["example"], np.int64), np.array(cols["request_id"], np.int64),
+                        cols["candidates"], cols["shown"], cols["propensity"], cols["positive"])
 
 
 # ------------------------------------------------------------------------------------------
@@ -271,6 +325,18 @@ def write_dataset(ds: Dataset, out: str | Path) -> Path:
             with open(tmp / f"{stem}.{split}.json", "w", encoding="utf-8") as f:
                 for row in _example_rows(ds, ds.splits[task][split]):
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for split, lg in ds.logged.items():
+        ex = ds.splits["comment"][split]
+        with open(tmp / f"{SLATES_FILE}.{split}.json", "w", encoding="utf-8") as f:
+            for r in range(len(lg)):
+                n = int(lg.example[r])
+                f.write(json.dumps({
+                    "example": n, "user_id": ex.users[n], "target_photo": ds.video_ids[ex.target[n]],
+                    "request_id": int(lg.request_id[r]),
+                    "candidates": [ds.comment_ids[c] for c in lg.candidates[r]],
+                    "shown": [ds.comment_ids[c] for c in lg.shown[r]],
+                    "propensities": [float(p) for p in lg.propensity[r]],
+                    "positives": [int(p) for p in lg.positive[r]]}) + "\n")
     meta = dict(ds.meta)
     if meta.get("run_dir"):  # relative to the dataset dir: the same bytes wherever the runs live
         meta["run_dir"] = os.path.relpath(Path(meta["run_dir"]).resolve(), out.resolve())
