@@ -383,6 +383,8 @@ def render_metrics(result: dict) -> None:
 
     from lsvcr.metrics import METRICS
 
+    if result["protocol"] == "ips":
+        return render_ips_metrics(result)
     table = Table(title=f"{result['model']} — {result['protocol']}, {result['split']} split", title_justify="left")
     table.add_column("task")
     table.add_column("n", justify="right")
@@ -391,6 +393,22 @@ def render_metrics(result: dict) -> None:
     for task, r in result["tasks"].items():
         name = task + (f" ({result['fallback'][task]})" if task in result.get("fallback", {}) else "")
         table.add_row(name, str(r["n"]), *[f"{r[m]:.4f}" if m in r else "–" for m in METRICS])
+    console.print(table)
+
+
+def render_ips_metrics(result: dict) -> None:
+    from rich.table import Table
+
+    from lsvcr.metrics import IPS_METRICS
+
+    r = result["tasks"]["comment"]
+    table = Table(title=f"{result['model']} — ips (exposure-debiased, logged comment slates), {result['split']} split: "
+                        f"{r['requests']} requests, {r['positives']} positives, ESS {r['ess']:.0f}", title_justify="left")
+    table.add_column("comment")
+    for m in IPS_METRICS:
+        table.add_column(m, justify="right")
+    for name, row in (("IPS (self-normalised)", r), ("naive (unweighted)", r["naive"])):
+        table.add_row(name, *[f"{row[m]:.4f} ± {row[m + '_se']:.4f}" for m in IPS_METRICS])
     console.print(table)
 
 
@@ -489,13 +507,15 @@ def train(
 def evaluate(
     model: str = typer.Option(..., "--model", help="A model directory, or 'popularity' (the baseline)."),
     data: Path = typer.Option(..., "--data", help="Dataset directory."),
-    protocol: str = typer.Option("sampled100", "--protocol", help="sampled100 (paper) | full (every video / every comment of the video)."),
+    protocol: str = typer.Option("sampled100", "--protocol", help="sampled100 (paper) | full (every video / every comment of the video) | ips (exposure-debiased: inverse-propensity-weighted metrics on the logged comment slates; needs data built from a run logged with --temperature or --explore)."),
     split: str = typer.Option("test", "--split", help="train | val | test"),
     fmt: str = typer.Option("table", "--format", help="table | json"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled candidates."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle"),
 ) -> None:
-    """Recall@1/5/10, NDCG@5/10, MRR@5/10 on the video and comment tasks.
+    """Recall@1/5/10, NDCG@5/10, MRR@5/10 on the video and comment tasks; with --protocol ips,
+    IPS-weighted Recall@1/5/10 and DCG@5/10 (± standard errors) on the logged comment slates, which
+    do not reward a model for agreeing with the logging policy (lsvcr/evaluate.py explains the estimator).
 
     A model trained for one task ranks the other by popularity (as the control does for comments).
 
