@@ -101,19 +101,27 @@ class Source:
         return self.engine.all(sql)
 
 
-def _table_reader(path: Path) -> str:
-    s = metrics_sql.sql_string
+def table_format(path: Path) -> str:
+    """``parquet`` (a file, or a folder of them) or ``csv``, from the path; InputError for anything else."""
     if path.is_dir():
-        files = sorted(path.glob("**/*.parquet"))
-        if not files:
+        if not any(path.glob("**/*.parquet")):
             raise InputError(f"{path}: not an A/B run dir (no events.parquet or events/) and no Parquet files in it")
-        return f"read_parquet({s(str(path / '**' / '*.parquet'))}, union_by_name = true)"
+        return "parquet"
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return f"read_parquet({s(path)})"
+        return "parquet"
     if suffix in (".csv", ".tsv", ".txt") or path.name.lower().endswith((".csv.gz", ".tsv.gz")):
-        return f"read_csv({s(path)}, header = true)"
+        return "csv"
     raise InputError(f"{path}: unknown file type {suffix!r} (expected .parquet or .csv, or an A/B run dir)")
+
+
+def _table_reader(path: Path) -> str:
+    s = metrics_sql.sql_string
+    if table_format(path) == "csv":
+        return f"read_csv({s(path)}, header = true)"
+    if path.is_dir():
+        return f"read_parquet({s(str(path / '**' / '*.parquet'))}, union_by_name = true)"
+    return f"read_parquet({s(path)})"
 
 
 def _is_run_dir(path: Path) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from abtest.errors import InputError
 from abtest.metrics_sql import SPARK, Dialect
+from abtest.source import table_format
 
 # Spark's SQL settings the shared SQL text relies on: ANSI semantics with "double-quoted" identifiers
 SQL_CONF = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdentifiers": "true"}
@@ -27,10 +28,12 @@ LOCAL_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "fals
               "spark.sql.shuffle.partitions": "4"}
 # a new local JVM logs nothing below FATAL: failures reach the user as one InputError line (Spark's
 # default profile prints WARN banners and executor stacks on stderr)
-LOG4J2 = "rootLogger.level = fatal\nrootLogger.appenderRef.stderr.ref = console\n" \
-         "logger.repl.name = org.apache.spark.repl.Main\nlogger.repl.level = fatal\n" \
-         "appender.console.type = Console\nappender.console.name = console\nappender.console.target = SYSTEM_ERR\n" \
-         "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n\n"
+LOG4J2 = "\n".join((
+    "rootLogger.level = fatal", "rootLogger.appenderRef.stderr.ref = console",
+    "logger.repl.name = org.apache.spark.repl.Main", "logger.repl.level = fatal",
+    "appender.console.type = Console", "appender.console.name = console", "appender.console.target = SYSTEM_ERR",
+    "appender.console.layout.type = PatternLayout", "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n",
+)) + "\n"
 # Spark type names -> the DuckDB names the rest of the package (spec.NUMERIC, messages) speaks
 TYPES = {"tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER", "bigint": "BIGINT", "float": "FLOAT",
          "double": "DOUBLE", "boolean": "BOOLEAN", "string": "VARCHAR", "binary": "BLOB", "date": "DATE",
@@ -130,18 +133,12 @@ class SparkEngine:
         return self._register("assignment", self.con.read.parquet(str(file))) if file.is_file() else None
 
     def table_file(self, path: Path) -> str:
-        read = self.con.read
-        if path.is_dir():
-            if not any(path.glob("**/*.parquet")):
-                raise InputError(f"{path}: not an A/B run dir (no events.parquet or events/) and no Parquet files in it")
-            return self._register("input_table", read.option("mergeSchema", "true").parquet(str(path)))
-        suffix = path.suffix.lower()
-        if suffix in (".parquet", ".pq"):
-            return self._register("input_table", read.parquet(str(path)))
-        if suffix in (".csv", ".tsv", ".txt") or path.name.lower().endswith((".csv.gz", ".tsv.gz")):
+        if table_format(path) == "csv":
             sep = "\t" if ".tsv" in path.name.lower() else ","
-            return self._register("input_table", read.csv(str(path), header=True, inferSchema=True, sep=sep))
-        raise InputError(f"{path}: unknown file type {suffix!r} (expected .parquet or .csv, or an A/B run dir)")
+            frame = self.con.read.csv(str(path), header=True, inferSchema=True, sep=sep)
+        else:  # a file, or a folder of Parquet files whose schemas are merged by name
+            frame = self.con.read.option("mergeSchema", "true").parquet(str(path))
+        return self._register("input_table", frame)
 
     def first_line(self, error: Exception) -> str:
         """Spark's message without its plan dump and SQLSTATE tail: one line."""
