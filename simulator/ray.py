@@ -107,24 +107,26 @@ class DayBoard:
 
     def __init__(self, n: int, timeout_s: float):
         self.n, self.timeout_s = n, timeout_s
-        self.deltas: dict[int, dict[int, DayDelta]] = {}
-        self.merged: dict[int, DayDelta] = {}
+        self.deltas: dict[int, dict[int, DayDelta]] = {}  # days still waiting for some shard
+        self.merged: dict[int, DayDelta] = {}  # kept for a restarted shard that replays its days
         self.ready: dict[int, asyncio.Event] = {}
 
     async def exchange(self, day: int, shard: int, delta: DayDelta) -> DayDelta:
-        got = self.deltas.setdefault(day, {})
-        got.setdefault(shard, delta)  # a retried shard sends the same delta again
         ready = self.ready.setdefault(day, asyncio.Event())
-        if len(got) == self.n and day not in self.merged:
-            parts = [got[i] for i in range(self.n)]
-            self.merged[day] = DayDelta(likes=[r for d in parts for r in d.likes],
-                                        plays=[v for d in parts for v in d.plays],
-                                        posts=[p for d in parts for p in d.posts])
-            ready.set()
+        if day not in self.merged:
+            got = self.deltas.setdefault(day, {})
+            got.setdefault(shard, delta)  # a retried shard sends the same delta again
+            if len(got) == self.n:
+                parts = [got[i] for i in range(self.n)]
+                del self.deltas[day]
+                self.merged[day] = DayDelta(likes=[r for d in parts for r in d.likes],
+                                            plays=[v for d in parts for v in d.plays],
+                                            posts=[p for d in parts for p in d.posts])
+                ready.set()
         try:
             await asyncio.wait_for(ready.wait(), self.timeout_s)
         except asyncio.TimeoutError:
-            missing = sorted(set(range(self.n)) - set(got))
+            missing = sorted(set(range(self.n)) - set(self.deltas.get(day, {})))
             raise InputError(f"shard {shard}/{self.n}: gave up waiting for shards {missing} at day {day}") from None
         return self.merged[day]
 
