@@ -66,7 +66,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lsvcr import distributed, text
-from lsvcr.align_data import AlignBatch, AlignSamples, rank_slice
+from lsvcr.align_data import POSITION_IDS, AlignBatch, AlignSamples, rank_slice
 from lsvcr.config import LSVCRConfig, TextConfig, dumps, from_dict, to_dict
 from lsvcr.contrastive import IGNORE_INDEX, Stage1Losses, Stage1Weights, stage1_loss
 from lsvcr.data.layout import Dataset
@@ -97,6 +97,7 @@ class AlignConfig:
     max_steps: int | None = None  # stop earlier (CPU budgets)
     history_len: int = 20
     max_positions: int = 50
+    position_ids: str = "batch"  # sorted random position ids: one draw per batch (official) | "row"
     max_record_comments: int = 3
     max_prompt_tokens: int = 512
     max_response_tokens: int = 64
@@ -120,6 +121,8 @@ class AlignConfig:
             raise InputError(f"--align-steps must be >= 1, got {self.max_steps}")
         if not 0.0 <= self.warmup < 1.0:
             raise InputError(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.position_ids not in POSITION_IDS:
+            raise InputError(f"AlignConfig.position_ids must be one of {', '.join(POSITION_IDS)}, got {self.position_ids!r}")
         if self.checkpoint_every < 0:
             raise InputError("--checkpoint-every must be >= 0")
         if self.max_prompt_tokens < self.max_response_tokens + 8:
@@ -344,7 +347,7 @@ def align(ds: Dataset, out_dir: str | Path, cfg: AlignConfig = AlignConfig(), co
         cfg = replace(cfg, device=str(info.device))
     main = distributed.is_main_process()
     console = console if main else None
-    samples = AlignSamples(ds, cfg.history_len, cfg.max_positions, cfg.max_record_comments)
+    samples = AlignSamples(ds, cfg.history_len, cfg.max_positions, cfg.max_record_comments, cfg.position_ids)
     if cfg.batch_size < info.world_size:
         raise InputError(f"the global batch ({cfg.batch_size}) must hold at least one sample per rank ({info.world_size})")
     aligner = build_aligner(ds, cfg, model_cfg)

@@ -7,7 +7,9 @@
 * Records: title + at most 3 sampled user comments, possibly mixed with non-interacted popular
   comments and dealt alternately to the two views (``contrastive.comment_record_views``).
 * Histories are cut to the last ``history_len`` (20) entries; the SR positions are sorted random ids
-  from ``max_positions`` (50) per row (``contrastive.random_position_ids``).
+  from ``max_positions`` (50) (``contrastive.random_position_ids``): one draw per batch and history,
+  shared by its rows (each row takes its first ``len`` ids), as the official code does
+  (``position_ids="batch"``); or one draw per row (``"row"``).
 * Response / target: the target video's title (video task) or one random positive comment.
 
 Every draw for step ``s`` comes from generators seeded with ``(seed, s)``, so a batch depends only on
@@ -62,13 +64,20 @@ def rank_slice(n: int, rank: int, world: int) -> tuple[int, int]:
     return lo, lo + base + (rank < extra)
 
 
+POSITION_IDS = ("batch", "row")  # stage-1 position augmentation: one draw per batch (official) or per row
+
+
 class AlignSamples:
     """Every training example of both tasks, turned into stage-1 batches on demand."""
 
-    def __init__(self, ds: Dataset, history_len: int = 20, max_positions: int = 50, max_record_comments: int = 3):
+    def __init__(self, ds: Dataset, history_len: int = 20, max_positions: int = 50, max_record_comments: int = 3,
+                 position_ids: str = "batch"):
         if history_len > max_positions:
             raise InputError(f"history_len ({history_len}) cannot exceed max_positions ({max_positions})")
+        if position_ids not in POSITION_IDS:
+            raise InputError(f"position_ids must be one of {', '.join(POSITION_IDS)}, got {position_ids!r}")
         self.ds, self.history_len, self.max_positions = ds, history_len, max_positions
+        self.position_ids = position_ids
         self.max_record_comments = max_record_comments
         self.items = [(t, i) for t in ("video", "comment") for i in range(len(ds.splits[t]["train"]))
                       if t != "comment" or len(ds.splits[t]["train"].pos_comments[i])]
@@ -92,12 +101,16 @@ class AlignSamples:
         vh, vc, vp = (torch.zeros(B, lv, dtype=torch.long) for _ in range(3))
         rv, rp = torch.zeros(B, lc, dtype=torch.long), torch.zeros(B, lc, dtype=torch.long)
         rc = torch.zeros(B, lc, K, dtype=torch.long)
+        shared = self.position_ids == "batch"
+        if shared:  # one sorted draw per history for the whole batch
+            batch_vp = random_position_ids(1, lv, self.max_positions, gen)[0]
+            batch_rp = random_position_ids(1, lc, self.max_positions, gen)[0]
         for b, r in enumerate(rows):
             n, m = len(r["vh"]), len(r["rv"])
             vh[b, :n], vc[b, :n] = torch.as_tensor(r["vh"]), torch.as_tensor(r["vc"])
-            vp[b, :n] = random_position_ids(1, n, self.max_positions, gen)[0]
+            vp[b, :n] = batch_vp[:n] if shared else random_position_ids(1, n, self.max_positions, gen)[0]
             rv[b, :m] = torch.as_tensor(r["rv"])
-            rp[b, :m] = random_position_ids(1, m, self.max_positions, gen)[0]
+            rp[b, :m] = batch_rp[:m] if shared else random_position_ids(1, m, self.max_positions, gen)[0]
             for j, cs in enumerate(r["rc"]):
                 rc[b, j, : len(cs)] = torch.as_tensor(cs[:K])
         return AlignBatch(

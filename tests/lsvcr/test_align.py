@@ -224,3 +224,21 @@ def test_train_defaults_to_both_stages_and_no_align_is_the_ablation(synthetic_da
     assert json.loads((tmp_path / "abl" / "config.json").read_text())["text_config"]["encoder"] != "aligned:minilm"
     r = run(app, ["train", "--data", str(synthetic_data), "--out", str(tmp_path / "s"), "--model", "sasrec", "--epochs", "1", "-q"])
     assert r.exit_code == 0, r.output  # the control has no stage 1: finetune is its default
+
+
+def test_stage1_position_ids_one_sorted_draw_per_batch_as_official(ds):
+    batch = AlignSamples(ds).batch(AlignSamples(ds).order(0, 0)[:32], 0, 0)  # default: "batch"
+    for pos, real in ((batch.video_pos, batch.video_hist > 0), (batch.record_pos, batch.record_videos > 0)):
+        longest = pos[real.sum(1).argmax()][: int(real.sum(1).max())]
+        assert bool((longest[1:] > longest[:-1]).all()) and int(longest.max()) < 50  # sorted, from randperm(50)
+        for row, mask in zip(pos, real):
+            n = int(mask.sum())
+            assert torch.equal(row[:n], longest[:n])  # every row: a prefix of the batch's one draw
+        assert int(real.sum(1).max()) > 1 and len({int(m.sum()) for m in real}) > 1  # rows of several lengths
+    assert not torch.equal(batch.video_pos, AlignSamples(ds).batch(AlignSamples(ds).order(0, 0)[:32], 0, 1).video_pos)
+    per_row = AlignSamples(ds, position_ids="row").batch(AlignSamples(ds).order(0, 0)[:32], 0, 0)
+    real = per_row.video_hist > 0
+    long_rows = [r[: int(m.sum())] for r, m in zip(per_row.video_pos, real) if int(m.sum()) >= 3]
+    assert len({tuple(r[:3].tolist()) for r in long_rows}) > 1  # per row: independent draws
+    with pytest.raises(InputError):
+        AlignSamples(ds, position_ids="sometimes")
