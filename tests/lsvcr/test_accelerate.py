@@ -65,3 +65,17 @@ def test_accelerate_launch_on_two_cpu_processes_equals_one_process(synthetic_dat
         for k in x:
             assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), (step, k, x[k], y[k])
     assert a[0] != a[2]  # the updates changed the losses: equal losses at step 2 mean equal updates
+
+
+def test_the_entry_reads_back_the_command_line_it_writes():
+    from lsvcr.align import AlignConfig
+    from lsvcr.align_main import argv, parse
+
+    cfg = AlignConfig(llm="some/dir", batch_size=16, lr=1e-3, max_steps=3, trust_remote_code=True,
+                      prompt_templates="t.json", checkpoint_every=50, history_len=10, seed=4)
+    line = argv(cfg, Path("data"), Path("out"), resume=True, quiet=True)
+    assert "--align-batch-size" in line and "--align-steps" in line  # `lsvcr train`'s names
+    opts, back = parse(line)
+    assert back == cfg and opts.resume and opts.quiet and not opts.allow_pickle
+    assert opts.data == Path("data") and opts.out == Path("out")
+    assert parse(["--data", "d", "--out", "o"])[1] == AlignConfig()
