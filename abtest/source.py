@@ -36,6 +36,7 @@ class DuckDBEngine:
 
     dialect: Dialect = DUCKDB
     errors = (duckdb.Error,)
+    prefix = ""  # of the temporary views (units, per_period, assigned)
 
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
         # One thread: DuckDB's parallel aggregation adds floats in a scheduling-dependent order, so
@@ -63,6 +64,9 @@ class DuckDBEngine:
 
     def table_file(self, path: Path) -> str:
         return _table_reader(path)
+
+    def named_table(self, name: str) -> str:
+        return table_ident(name)
 
     def first_line(self, error: Exception) -> str:
         return str(error).splitlines()[0]
@@ -131,7 +135,7 @@ def _is_run_dir(path: Path) -> bool:
 def open_source(path=None, unit_col: str = "user_id", variant_col: str = "variant",
                 con: duckdb.DuckDBPyConnection | None = None, engine=None, table: str | None = None) -> Source:
     """Open INPUT (a path, or ``table``: a table the engine knows), check units and variants, and
-    return it as the view ``units``."""
+    return it as the view ``units`` (``lsvcr_units`` on Spark, beside the user's own tables)."""
     engine = engine or DuckDBEngine(con)
     if (path is None) == (table is None):
         raise InputError("give INPUT (a run dir or per-unit file) or --table NAME, not both")
@@ -142,22 +146,24 @@ def open_source(path=None, unit_col: str = "user_id", variant_col: str = "varian
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
         label, is_run = str(path), _is_run_dir(path)
+    units = engine.prefix + "units"
     try:
         if is_run:
             unit_col, variant_col = "user_id", "variant"
-            engine.view("per_period", metrics_sql.per_period_sql(engine.events(path)), materialize=True)
-            twice = engine.one("SELECT user_id FROM per_period WHERE n_variants > 1 LIMIT 1")
+            per_period, assigned = engine.prefix + "per_period", engine.prefix + "assigned"
+            engine.view(per_period, metrics_sql.per_period_sql(engine.events(path)), materialize=True)
+            twice = engine.one(f"SELECT user_id FROM {per_period} WHERE n_variants > 1 LIMIT 1")
             if twice:
                 raise InputError(f"{path}: user_id {twice[0]} is logged under more than one variant")
-            engine.view("assigned", metrics_sql.units_sql(engine.assignment(path)))
-            engine.view("units", metrics_sql.user_metrics_sql("per_period", "assigned"))
+            engine.view(assigned, metrics_sql.units_sql(engine.assignment(path), per_period))
+            engine.view(units, metrics_sql.user_metrics_sql(per_period, assigned))
         else:
-            relation = table_ident(table) if table is not None else engine.table_file(path)
-            engine.view("units", f"SELECT * FROM {relation}")
-        columns = engine.columns("units")
+            relation = engine.named_table(table) if table is not None else engine.table_file(path)
+            engine.view(units, f"SELECT * FROM {relation}")
+        columns = engine.columns(units)
     except engine.errors as e:
         raise InputError(f"{label}: cannot read: {engine.first_line(e)}") from None
-    source = Source(engine, "units", label, unit_col, variant_col, columns, is_run)
+    source = Source(engine, units, label, unit_col, variant_col, columns, is_run)
     source.require(unit_col, "unit column")
     source.require(variant_col, "variant column")
     _check_units(source)

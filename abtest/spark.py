@@ -85,6 +85,7 @@ class SparkEngine:
     """SQL on a SparkSession; INPUT becomes temporary views (cached where it is read more than once)."""
 
     dialect: Dialect = SPARK
+    prefix = "lsvcr_"  # temporary views share the session with the user's tables: units, events... stay theirs
 
     def __init__(self, spark) -> None:
         from py4j.protocol import Py4JError
@@ -117,8 +118,11 @@ class SparkEngine:
         return {column: _type(kind) for column, kind in self.con.table(name).dtypes}
 
     def _register(self, name: str, frame) -> str:
-        frame.createOrReplaceTempView(name)
-        return name
+        frame.createOrReplaceTempView(self.prefix + name)
+        return self.prefix + name
+
+    def named_table(self, name: str) -> str:
+        return self._register("input_table", self.con.table(name))  # resolved now, before any view is replaced
 
     def events(self, run_dir: Path) -> str:
         file, folder = run_dir / "events.parquet", run_dir / "events"
