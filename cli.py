@@ -543,7 +543,7 @@ def evaluate(
 @abtest_app.command("report")
 @handles_input_errors
 def abtest_report(
-    input: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="An A/B run dir (events.parquet or events/, assignment.parquet) or a per-unit table (.parquet or .csv); or --table."),
+    input: Optional[Path] = typer.Argument(None, metavar="INPUT", help="An A/B run dir (events.parquet or events/, assignment.parquet) or a per-unit table (.parquet or .csv); or --table."),
     unit_col: str = typer.Option("user_id", "--unit-col", help="Unit (randomisation) id column of a per-unit table."),
     variant_col: str = typer.Option("variant", "--variant-col", help="Variant column of a per-unit table."),
     control: str = typer.Option("control", "--control", metavar="NAME", help="The control variant; every other arm is compared with it."),
