@@ -402,12 +402,14 @@ def render_ips_metrics(result: dict) -> None:
     from lsvcr.metrics import IPS_METRICS
 
     r = result["tasks"]["comment"]
-    table = Table(title=f"{result['model']} — ips (exposure-debiased, logged comment slates), {result['split']} split: "
-                        f"{r['requests']} requests, {r['positives']} positives, ESS {r['ess']:.0f}", title_justify="left")
+    table = Table(title=f"{result['model']} — ips: comment task on the logged slates, {result['split']} split, "
+                        f"{r['requests']} requests, {r['positives']} positives (ESS {r['ess']:.0f}); "
+                        "IPS = self-normalised inverse-propensity weights (exposure-debiased), naive = unweighted",
+                  title_justify="left")
     table.add_column("comment")
     for m in IPS_METRICS:
         table.add_column(m, justify="right")
-    for name, row in (("IPS (self-normalised)", r), ("naive (unweighted)", r["naive"])):
+    for name, row in (("IPS", r), ("naive", r["naive"])):
         table.add_row(name, *[f"{row[m]:.4f} ± {row[m + '_se']:.4f}" for m in IPS_METRICS])
     console.print(table)
 
