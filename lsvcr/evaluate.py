@@ -218,6 +218,8 @@ def evaluate_logged(scorer, ds: Dataset, cfg: EvalConfig, tensors: TaskTensors |
         raise InputError(f"--protocol ips: the dataset has no comm_slates.{cfg.split}.json (logged slates with "
                          "propensities); build it (lsvcr data build) from a run logged by a stochastic policy "
                          "(lsvcr simulate --temperature T or --explore EPS)")
+    if not len(lg):
+        raise InputError(f"--protocol ips: comm_slates.{cfg.split}.json holds no logged comment request")
     ex = ds.splits["comment"][cfg.split]
     tt = tensors or TaskTensors(ex, cfg.max_len, cfg.max_record_comments)
     ranks, props, units = [], [], []
