@@ -17,9 +17,14 @@ requests, so the paired per-unit terms carry their correlation (delta method on 
 clustered by user over the user's days). Units with no request count as zeros, as an assigned user
 with no events does online.
 
-What this holds fixed: the logged stream of requests. A target's effect on how many requests a
-user makes (longer sessions, more returns, more sections opened from other videos) is outside a
-per-request estimator; ``sessions`` is therefore reported as not identified by weights.
+Comment watch time depends on both rankings: the feed decides which sections a user opens, the
+comment ranking what a section yields. It is predicted as a product of a video factor (each video
+position's downstream section seconds, valued on video requests) and a comment factor (on comment
+requests); see ``_composed``. Other metrics are valued on their own kind of request.
+
+What this holds fixed: the length of the logged sessions. A target's effect on how many requests a
+user makes (longer sessions, more returns) is outside a per-request estimator; ``sessions`` is
+therefore reported as not identified by weights.
 
 Pure NumPy; never imports torch, lsvcr or simulator.
 """
@@ -156,23 +161,15 @@ def predict(
         raise ValueError(f"unknown metric {unknown[0]!r}: choose among {', '.join(METRICS)}")
     n_units = n_users * n_days
     unit_user = np.arange(n_units) // n_days
-    z = ope.z_value(alpha)
-    out = []
-    for name in metrics:
-        spec = METRICS[name]
-        if spec is None:
-            nan2 = (math.nan, math.nan)
-            out.append(Prediction(name, estimator, None, None, math.nan, nan2, math.nan, nan2, math.nan, n_units, 0,
-                                  ("not_identified",)))
-            continue
-        kind, reward_name = spec
+
+    def unit_terms(kind: str, reward_name: str):
+        """Per-request estimates of both arms on one kind of request, and their per-unit sums."""
         log = logged[kind]
         reward = log["rewards"][reward_name]
         users, days = np.asarray(log["user_id"], np.int64), np.asarray(log["day"], np.int64)
         if len(users) and (users.max() >= n_users or days.max() >= n_days or users.min() < 0 or days.min() < 0):
             raise ValueError("logged requests name users or days outside the logging run")
         units = users * n_days + days
-        block = preview if kind == "comment" else 1
         base = MODEL_BASED.get(estimator, estimator)
         q = [None, None]
         learned = None
@@ -182,13 +179,77 @@ def predict(
             q = [(learned[0], learned[1]), (learned[0], learned[2])]
         elif base in ("cascade-dr", "dm", "dr"):
             q = reward_model_predictions(log, [control[kind], treatment[kind]], reward)
+        block = preview if kind == "comment" else 1
         per_request = [request_terms(base, log, t, reward, preview=block, q=qt, alpha=alpha)
                        for t, qt in zip((control[kind], treatment[kind]), q)]
-        c_unit, t_unit = (_per_unit(e, units, n_units, unit_user, alpha) for e in per_request)
+        per_unit = [_per_unit(e, units, n_units, unit_user, alpha) for e in per_request]
+        logged_unit = np.bincount(units, weights=np.where(np.asarray(log["items"]) >= 0, reward, 0.0).sum(axis=1),
+                                  minlength=n_units)
+        return per_request, per_unit, logged_unit, len(users)
+
+    out = []
+    for name in metrics:
+        spec = METRICS[name]
+        if spec is None:
+            nan2 = (math.nan, math.nan)
+            out.append(Prediction(name, estimator, None, None, math.nan, nan2, math.nan, nan2, math.nan, n_units, 0,
+                                  ("not_identified",)))
+            continue
+        kind, reward_name = spec
+        per_request, (c_unit, t_unit), _, n_req = unit_terms(kind, reward_name)
+        downstream = f"comment_{reward_name}"
+        if kind == "comment" and downstream in logged.get("video", {}).get("rewards", {}):
+            video = unit_terms("video", downstream)
+            out.append(_composed(name, estimator, per_request, (c_unit, t_unit), video, unit_user, n_units, n_req, alpha))
+            continue
         diff = ope.lift(t_unit, c_unit, alpha=alpha, clusters=unit_user)
-        se = (diff.abs_ci[1] - diff.abs_effect) / z if math.isfinite(diff.abs_ci[1]) else math.nan
+        se = (diff.abs_ci[1] - diff.abs_effect) / ope.z_value(alpha) if math.isfinite(diff.abs_ci[1]) else math.nan
         p = float(2 * norm.sf(abs(diff.abs_effect) / se)) if se > 0 else math.nan
         flags = tuple(sorted({f for e in per_request for f in e.flags}))
         out.append(Prediction(name, estimator, _arm(per_request[0], c_unit), _arm(per_request[1], t_unit),
-                              diff.abs_effect, diff.abs_ci, diff.rel_effect, diff.rel_ci, p, n_units, len(users), flags))
+                              diff.abs_effect, diff.abs_ci, diff.rel_effect, diff.rel_ci, p, n_units, n_req, flags))
     return out
+
+
+def _composed(name, estimator, comment_requests, comment_units, video, unit_user, n_units, n_requests, alpha) -> Prediction:
+    """Comment metrics under a policy that ranks videos *and* comments: the feed decides which sections
+    a user opens (the video factor: each video position's downstream section reward, weighted on
+    video requests), the comment ranking how much each section yields (the comment factor, on
+    comment requests). With B, A and L the per-unit means of the video factor, the comment factor
+    and the logged value, a policy's value is predicted as B · A / L (effects multiply), so
+
+        log(V_t / V_c) = log(B_t / B_c) + log(A_t / A_c)
+
+    with the influence terms of the four means added per unit (one clustered SE; both arms on the
+    same logs)."""
+    video_requests, (bc, bt), _, _ = video
+    ac, at = comment_units
+    means = [e.value for e in (bc, bt, ac, at)]
+    flags = tuple(sorted({f for e in (*comment_requests, *video_requests) for f in e.flags}))
+    logged_mean = float(video[2].mean())
+    nan2 = (math.nan, math.nan)
+    if not all(math.isfinite(m) and m > 0 for m in means) or logged_mean <= 0:
+        return Prediction(name, estimator, None, None, math.nan, nan2, math.nan, nan2, math.nan, n_units, n_requests,
+                          tuple(sorted(set(flags) | {"no_estimate"})))
+    B_c, B_t, A_c, A_t = means
+    log_ratio = math.log(B_t / B_c) + math.log(A_t / A_c)
+    phi = (bt.terms / B_t - bc.terms / B_c) + (at.terms / A_t - ac.terms / A_c)
+    se = ope.standard_error(phi, unit_user)
+    z = ope.z_value(alpha)
+    rel = math.exp(log_ratio) - 1.0
+    rel_ci = (math.exp(log_ratio - z * se) - 1.0, math.exp(log_ratio + z * se) - 1.0)
+    v_c, v_t = B_c * A_c / logged_mean, B_t * A_t / logged_mean
+    logged_terms = video[2]
+
+    def arm(b, a, ess_from, B, A):
+        phi_arm = b.terms / B + a.terms / A - logged_terms / logged_mean
+        half = z * ope.standard_error(phi_arm, unit_user)
+        v = B * A / logged_mean
+        return Arm(v, (v * math.exp(-half), v * math.exp(half)), min(e.ess for e in ess_from),
+                   min(e.support for e in ess_from), tuple(sorted({f for e in ess_from for f in e.flags})))
+
+    c_arm = arm(bc, ac, (video_requests[0], comment_requests[0]), B_c, A_c)
+    t_arm = arm(bt, at, (video_requests[1], comment_requests[1]), B_t, A_t)
+    p = float(2 * norm.sf(abs(log_ratio) / se)) if se > 0 else math.nan
+    return Prediction(name, estimator, c_arm, t_arm, v_t - v_c, (v_c * rel_ci[0], v_c * rel_ci[1]), rel, rel_ci, p,
+                      n_units, n_requests, flags)

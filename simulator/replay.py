@@ -69,7 +69,7 @@ class Logged(NamedTuple):
     items: np.ndarray  # [n, K] shown ids (video ids | comment ids), −1 past the slate's end
     logging_marginal: np.ndarray  # [n, K] P(item at its position) under the logging policy (1 past the end)
     logging_prefix: np.ndarray  # [n, K] P(prefix through the position) under the logging policy
-    rewards: dict[str, np.ndarray]  # metric -> [n, K]: watch_s, plays | read_s, reads, likes, impressions
+    rewards: dict[str, np.ndarray]  # metric -> [n, K]: watch_s, plays, comment_read_s (of the section after the play) | read_s, reads, likes, impressions
 
 
 class Target(NamedTuple):
@@ -250,6 +250,13 @@ def load_run(run_dir: Path) -> RunLog:
                     "reads": per_position("comment_read", "comment"), "likes": per_position("comment_like", "comment"),
                     "impressions": per_position("comment_impression", "comment")},
     }
+    # each video position's downstream comment read seconds: the section opened after that play
+    c_idx = kind_index["comment"]
+    parent = q["parent"][c_idx]
+    at = np.argmax(q["items"][parent] == q["video"][c_idx][:, None], axis=1)
+    downstream = np.zeros((len(kind_index["video"]), K))
+    np.add.at(downstream, (local[parent], at), rewards["comment"]["read_s"].sum(axis=1))
+    rewards["video"]["comment_read_s"] = downstream
     width = {"video": config.video_slate_size, "comment": config.comment_slate_size}
     logged = {
         kind: Logged(kind, q["rid"][i], q["user"][i], q["day"][i], q["items"][i, : width[kind]],
