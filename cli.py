@@ -438,6 +438,7 @@ def train(
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Stage 1: checkpoint every N steps (0: never)."),
     resume: bool = typer.Option(False, "--resume", help="Stage 1: continue an interrupted run from its checkpoint (same options)."),
     ddp: int = typer.Option(0, "--ddp", help="Stage 1 on N local processes (torchrun; gloo on CPU, nccl on GPUs)."),
+    selection: str = typer.Option("per_task", "--selection", help="--task both: per_task (a model per task, each stopped at its own best val NDCG@5, as the official code) | joint (one model on both tasks, stopped on the mean)."),
     epochs: int = typer.Option(50, "--epochs", help="At most this many epochs (early stopping on val NDCG@5, patience 5)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per batch (default 512 for lsvcr; user windows, default 64, for sasrec)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
@@ -467,7 +468,8 @@ def train(
     if no_align and stage != "all":
         fail("--no-align goes with --stage all")
     task = task or ("both" if stage == "all" else "video")
-    cfg = FinetuneConfig(model=model, task=task, epochs=epochs, device=device, seed=seed, threads=threads)
+    cfg = FinetuneConfig(model=model, task=task, epochs=epochs, device=device, seed=seed, threads=threads,
+                         selection=selection)
     if batch_size is not None:
         cfg = replace(cfg, batch_size=batch_size, sasrec_batch_size=batch_size)
     if stage in ("align", "all") and not no_align:
@@ -498,7 +500,8 @@ def train(
             return
     metrics = train_model(data, out, cfg, None if quiet else err_console, allow_pickle, init)
     tr = metrics["train"]
-    console.print(f"best epoch {tr['best_epoch']} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
+    best = ", ".join(f"{t} {r['best_epoch']}" for t, r in tr["tasks"].items()) if tr.get("tasks") else tr["best_epoch"]
+    console.print(f"best epoch {best} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
                   f"{tr['train_seconds']:.1f} s training, {tr['targets_per_s']:,.0f} targets/s")
     render_metrics(metrics["test_sampled100"])
     console.print(f"wrote {out}")

@@ -103,6 +103,8 @@ def load_model(model_dir: str | Path, dataset: Dataset | None = None) -> tuple[t
     if not wpath.is_file():
         raise InputError(f"missing model weights {wpath}")
     state = load_file(str(wpath))
+    if isinstance(model, LSVCRRecommender) and any(k.startswith("comment_model.") for k in state):
+        model.attach_comment_model(LSVCRRecommender(mcfg, tcfg, d["n_videos"], d["n_comments"], popular.clone()))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

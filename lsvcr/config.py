@@ -114,6 +114,8 @@ class FinetuneConfig:
     # The official code averages all of them: the cap only guards memory (arrays are as wide as the longest record)
     eval_batch_size: int = 1024
     val_protocol: str = "sampled100"  # early stopping metric's protocol (the paper's); or "full"
+    selection: str = "per_task"  # task both: per_task (a model per task, each stopped on its own val
+    # NDCG@5, as the official code trains) | joint (one model on both tasks, stopped on their mean)
     seed: int = 0
     threads: int = 1  # on a shared 2-core box 1 thread beats 2 (OpenMP spin under contention)
     device: str = "cpu"
@@ -128,6 +130,8 @@ class FinetuneConfig:
         _positive("FinetuneConfig", lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
                   patience=self.patience, comment_negatives=self.comment_negatives,
                   id_text_negatives=self.id_text_negatives, threads=self.threads)
+        if self.selection not in ("per_task", "joint"):
+            raise InputError(f"selection must be per_task or joint, got {self.selection!r}")
         if self.val_protocol not in ("sampled100", "full"):
             raise InputError(f"val_protocol must be sampled100 or full, got {self.val_protocol!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

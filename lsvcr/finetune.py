@@ -15,7 +15,7 @@ with ``cfg.seed`` around the whole of training (``lsvcr.determinism.seeded``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -41,6 +41,7 @@ class TrainReport:
     epochs: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     targets_per_s: float = 0.0
+    tasks: dict = field(default_factory=dict)  # per-task selection: each task's own report (as a dict)
 
 
 class CommentNegatives:
@@ -157,9 +158,30 @@ def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments
     video-ID table and the gate, new in stage 2, keep their fresh initialisation. With it the text
     MLP is frozen, so the 256-d text embeddings stay the stage-1 ones (the official code's
     ``photo_embs.npy``); without it (``--no-align``) the MLP trains on the raw features.
-    Initialisation and dropout draw from torch's RNG seeded with ``cfg.seed`` (``seeded``)."""
+    Initialisation and dropout draw from torch's RNG seeded with ``cfg.seed`` (``seeded``).
+
+    ``task="both"`` with ``selection="per_task"`` (the default) trains the two tasks as the official
+    code does, one model per task, each with its own early stopping on its own validation NDCG@5,
+    and returns them as one model (``attach_comment_model``); ``selection="joint"`` trains one model
+    on both, stopped on the mean of the two."""
+    if cfg.task == "both" and cfg.selection == "per_task":
+        models, reports = {}, {}
+        for task in ("video", "comment"):
+            with seeded(cfg.seed, cfg.threads, cfg.device):
+                models[task], reports[task] = _train_lsvcr(ds, replace(cfg, task=task), titles, comments, model_cfg,
+                                                           text_cfg, console, on_epoch, max_seconds, init_state)
+        return models["video"].attach_comment_model(models["comment"]).eval(), _combined(reports)
     with seeded(cfg.seed, cfg.threads, cfg.device):
         return _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state)
+
+
+def _combined(reports: dict[str, TrainReport]) -> TrainReport:
+    """One report of per-task trainings: the mean of the tasks' best val NDCG@5, their total time."""
+    seconds = sum(r.train_seconds for r in reports.values())
+    targets = sum(r.targets_per_s * r.train_seconds for r in reports.values())
+    return TrainReport(best_epoch=-1, best_val_ndcg5=float(np.mean([r.best_val_ndcg5 for r in reports.values()])),
+                       train_seconds=seconds, targets_per_s=targets / max(seconds, 1e-9),
+                       tasks={t: {k: v for k, v in r.__dict__.items() if k != "tasks"} for t, r in reports.items()})
 
 
 def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state):

@@ -59,11 +59,21 @@ class LSVCRRecommender(nn.Module):
         self.register_buffer("title_text", torch.zeros(n_videos, hid), persistent=False)  # [V, 384]
         self.register_buffer("comment_text", torch.zeros(n_comments, hid), persistent=False)  # [C, 384]
         self._serving: Serving | None = None  # projected texts and candidate vectors (serve())
+        self.comment_model: LSVCRRecommender | None = None  # per-task selection: serves the comment task
+
+    def attach_comment_model(self, other: "LSVCRRecommender") -> "LSVCRRecommender":
+        """Per-task models in one: this model keeps the video task, ``other`` (trained and selected on
+        the comment task alone, as the official code trains each task) answers the comment task.
+        ``encode`` then returns this model's video states and ``other``'s record states."""
+        self.comment_model = other
+        return self
 
     def set_text(self, titles: torch.Tensor, comments: torch.Tensor) -> None:
         self.title_text = titles.to(self.popular.device, torch.float32)
         self.comment_text = comments.to(self.popular.device, torch.float32)
         self._serving = None
+        if self.comment_model is not None:
+            self.comment_model.set_text(titles, comments)
 
     # ---- text --------------------------------------------------------------------------------
     def _text(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -89,12 +99,16 @@ class LSVCRRecommender(nn.Module):
         ids = torch.arange(self.n_videos, device=self.popular.device)
         self._serving = Serving(title, comment, self.backbone.video_candidates(title, ids),
                                 self.backbone.comment_candidates(comment))
+        if self.comment_model is not None:
+            self.comment_model.serve()
         return self
 
     @torch.no_grad()
     def add_comments(self, features: torch.Tensor) -> int:
         """Append frozen text features [N, hidden] of comments first seen while serving; return the
         row of the first. Only the new rows are projected."""
+        if self.comment_model is not None:
+            self.comment_model.add_comments(features)
         start = len(self.comment_text)
         features = features.to(self.comment_text)
         self.comment_text = torch.cat([self.comment_text, features])
@@ -150,11 +164,18 @@ class LSVCRRecommender(nn.Module):
         return self.task_repr(self.encode(b, generator), task, b.target)  # [B, d]
 
     def encode(self, b: Batch, generator: torch.Generator | None = None) -> Encoded:
-        """Both histories through the backbone's encoders (shared by the two tasks)."""
-        return self.backbone.encode(self.histories(b, generator))
+        """Both histories through the backbone's encoders (shared by the two tasks; with a comment
+        model, the record states are its own)."""
+        enc = self.backbone.encode(self.histories(b, generator))
+        if self.comment_model is None:
+            return enc
+        other = self.comment_model.encode(b, generator)
+        return Encoded(enc.video, other.record, enc.video_mask, other.record_mask)
 
     def task_repr(self, enc: Encoded, task: str, target: torch.Tensor | None = None) -> torch.Tensor:
         """[B, d] the user for ``task``; the comment task's query is the ``target`` video [B]."""
+        if task == "comment" and self.comment_model is not None:
+            return self.comment_model.task_repr(enc, task, target)
         query = None
         if task == "comment":
             query = self.backbone.video_item(self.title(target), target)  # [B, d]
@@ -171,6 +192,8 @@ class LSVCRRecommender(nn.Module):
 
     def comment_scores(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """[B, N] for candidate comment indices [B, N]."""
+        if self.comment_model is not None:
+            return self.comment_model.comment_scores(user, candidates)
         if self._serving is not None and not self.training:
             return self.backbone.scores(user, self._serving.comment_cand[candidates])
         return self.backbone.scores(user, self.backbone.comment_candidates(self.comment(candidates)))
@@ -178,6 +201,8 @@ class LSVCRRecommender(nn.Module):
     def comment_scores_flat(self, user: torch.Tensor, candidates: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         """[T] scores of candidate comment indices [T] for the users ``owner`` [T] (rows of ``user``
         [B, d]): ``comment_scores`` without padding ragged candidate lists."""
+        if self.comment_model is not None:
+            return self.comment_model.comment_scores_flat(user, candidates, owner)
         if self._serving is not None and not self.training:
             c = self._serving.comment_cand[candidates]
         else:

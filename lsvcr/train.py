@@ -75,7 +75,7 @@ def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, 
                "test_sampled100": evaluate(scorer, ds, EvalConfig("sampled100", "test", cfg.seed), cfg.tasks)}
     save_model_dir(out_dir, model, describe(model, ds, replace(cfg, device="cpu"), cfg.tasks), metrics, ds,
                    text_encoder=None if init is None else Path(init) / "llm", timings=timings)
-    return {**metrics, "train": {**train, **timings, "epochs": report.epochs}}
+    return {**metrics, "train": dict(report.__dict__)}  # the whole report, timings included
 
 
 TIMING_KEYS = ("train_seconds", "targets_per_s")
@@ -88,6 +88,9 @@ def split_timings(report: dict) -> tuple[dict, dict]:
     results["epochs"] = [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in report.get("epochs", [])]
     timings = {k: report[k] for k in TIMING_KEYS if k in report}
     timings["epochs"] = [{"epoch": e["epoch"], **{k: e[k] for k in TIMING_KEYS if k in e}} for e in report.get("epochs", [])]
+    if report.get("tasks"):  # per-task selection: each task's report split the same way
+        parts = {t: split_timings(r) for t, r in report["tasks"].items()}
+        results["tasks"], timings["tasks"] = {t: p[0] for t, p in parts.items()}, {t: p[1] for t, p in parts.items()}
     return results, timings
 
 

@@ -1,5 +1,6 @@
 """Stage 2 as the official code trains it: on the aligned 256-d text embeddings, frozen, with only
 the SR side learning; the --no-align ablation trains its text MLP."""
+import numpy as np
 import torch
 
 from lsvcr.config import FinetuneConfig, LSVCRConfig, TextConfig
@@ -53,3 +54,42 @@ def test_no_align_ablation_trains_the_text_mlp(synthetic_data):
     model, _ = train_lsvcr(ds, CFG, titles, comments)
     assert all(p.requires_grad for p in model.project.parameters())
     assert (model.state_dict()["project.2.weight"] - fresh.state_dict()["project.2.weight"]).abs().max() > 1e-4
+
+
+def test_task_both_selects_each_task_at_its_own_best_epoch(synthetic_data, tmp_path):
+    from lsvcr.checkpoint import describe, load_model, save_model_dir
+    from lsvcr.evaluate import EvalConfig, ModelScorer, Popularity, evaluate
+
+    ds = read_dataset(synthetic_data)
+    titles, comments = _features(ds)
+    seen = []  # (task, epoch row, weights after that epoch)
+    cfg = FinetuneConfig(model="lsvcr", task="both", epochs=4, patience=10, batch_size=64)
+    assert cfg.selection == "per_task"
+    model, report = train_lsvcr(ds, cfg, titles, comments, on_epoch=lambda m, row: seen.append(
+        ("video" if "val_video" in row else "comment", row, {k: v.clone() for k, v in m.state_dict().items()})))
+    assert [t for t, _, _ in seen] == ["video"] * 4 + ["comment"] * 4  # two trainings, one task each
+    state = model.state_dict()
+    for task, prefix in (("video", ""), ("comment", "comment_model.")):
+        runs = [(row, w) for t, row, w in seen if t == task]
+        scores = [row[f"val_{task}"]["ndcg@5"] for row, _ in runs]
+        best = int(np.argmax(scores))  # the first maximum, as the trainer keeps strict gains
+        assert report.tasks[task]["best_epoch"] == best + 1
+        assert report.tasks[task]["best_val_ndcg5"] == scores[best]
+        kept = {k[len(prefix):]: v for k, v in state.items()
+                if k.startswith(prefix) and (prefix or not k.startswith("comment_model."))}
+        assert kept.keys() == runs[best][1].keys()
+        assert all(torch.equal(kept[k], runs[best][1][k]) for k in kept), task
+    # the one model answers each task with that task's own model, also after a save and load
+    e = EvalConfig(protocol="full", split="val")
+    both = evaluate(ModelScorer(model, ("video", "comment"), Popularity(ds)), ds, e, ("video", "comment"))["tasks"]
+    for task in ("video", "comment"):
+        runs = [(row, w) for t, row, w in seen if t == task]
+        best = int(np.argmax([row[f"val_{task}"]["ndcg@5"] for row, _ in runs]))
+        alone = LSVCRRecommender(LSVCRConfig(), TextConfig(), ds.n_videos, ds.n_comments, top_comments(ds.comment_lists))
+        alone.load_state_dict(runs[best][1])
+        alone.set_text(titles, comments)
+        solo = evaluate(ModelScorer(alone.eval(), (task,), Popularity(ds)), ds, e, (task,))["tasks"][task]
+        assert solo == both[task], task
+    save_model_dir(tmp_path / "m", model, describe(model, ds, cfg, cfg.tasks), None, ds)
+    again, _ = load_model(tmp_path / "m", ds)
+    assert evaluate(ModelScorer(again, ("video", "comment"), Popularity(ds)), ds, e, ("video", "comment"))["tasks"] == both
