@@ -66,7 +66,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lsvcr import distributed, text
-from lsvcr.align_data import POSITION_IDS, AlignBatch, AlignSamples, rank_slice
+from lsvcr.align_data import POSITION_IDS, RECORD_FALLBACKS, AlignBatch, AlignSamples, rank_slice
 from lsvcr.config import LSVCRConfig, TextConfig, dumps, from_dict, to_dict
 from lsvcr.contrastive import IGNORE_INDEX, Stage1Losses, Stage1Weights, stage1_loss
 from lsvcr.data.layout import Dataset
@@ -98,6 +98,7 @@ class AlignConfig:
     history_len: int = 20
     max_positions: int = 50
     position_ids: str = "batch"  # sorted random position ids: one draw per batch (official) | "row"
+    record_fallback: str = "global"  # record augmentation without other popular comments: global pool (official) | "none"
     max_record_comments: int = 3
     max_prompt_tokens: int = 512
     max_response_tokens: int = 64
@@ -121,6 +122,8 @@ class AlignConfig:
             raise InputError(f"--align-steps must be >= 1, got {self.max_steps}")
         if not 0.0 <= self.warmup < 1.0:
             raise InputError(f"warmup must be in [0, 1), got {self.warmup}")
+        if self.record_fallback not in RECORD_FALLBACKS:
+            raise InputError(f"AlignConfig.record_fallback must be one of {', '.join(RECORD_FALLBACKS)}, got {self.record_fallback!r}")
         if self.position_ids not in POSITION_IDS:
             raise InputError(f"AlignConfig.position_ids must be one of {', '.join(POSITION_IDS)}, got {self.position_ids!r}")
         if self.checkpoint_every < 0:
@@ -347,7 +350,8 @@ def align(ds: Dataset, out_dir: str | Path, cfg: AlignConfig = AlignConfig(), co
         cfg = replace(cfg, device=str(info.device))
     main = distributed.is_main_process()
     console = console if main else None
-    samples = AlignSamples(ds, cfg.history_len, cfg.max_positions, cfg.max_record_comments, cfg.position_ids)
+    samples = AlignSamples(ds, cfg.history_len, cfg.max_positions, cfg.max_record_comments, cfg.position_ids,
+                           cfg.record_fallback)
     if cfg.batch_size < info.world_size:
         raise InputError(f"the global batch ({cfg.batch_size}) must hold at least one sample per rank ({info.world_size})")
     aligner = build_aligner(ds, cfg, model_cfg)

@@ -5,7 +5,9 @@
 * History videos: title + one popular comment (random among the top 3); with the augmentation the
   LLM and the SR model may see different ones (``contrastive.popular_comment_views``).
 * Records: title + at most 3 sampled user comments, possibly mixed with non-interacted popular
-  comments and dealt alternately to the two views (``contrastive.comment_record_views``).
+  comments and dealt alternately to the two views (``contrastive.comment_record_views``); a video
+  without such comments mixes in comments drawn from the whole dataset, as the official code does
+  (``record_fallback="global"``; ``"none"`` leaves that record unaugmented).
 * Histories are cut to the last ``history_len`` (20) entries; the SR positions are sorted random ids
   from ``max_positions`` (50) (``contrastive.random_position_ids``): one draw per batch and history,
   shared by its rows (each row takes its first ``len`` ids), as the official code does
@@ -64,6 +66,7 @@ def rank_slice(n: int, rank: int, world: int) -> tuple[int, int]:
     return lo, lo + base + (rank < extra)
 
 
+RECORD_FALLBACKS = ("global", "none")  # record augmentation without other popular comments: global pool | skip
 POSITION_IDS = ("batch", "row")  # stage-1 position augmentation: one draw per batch (official) or per row
 
 
@@ -71,13 +74,18 @@ class AlignSamples:
     """Every training example of both tasks, turned into stage-1 batches on demand."""
 
     def __init__(self, ds: Dataset, history_len: int = 20, max_positions: int = 50, max_record_comments: int = 3,
-                 position_ids: str = "batch"):
+                 position_ids: str = "batch", record_fallback: str = "global"):
         if history_len > max_positions:
             raise InputError(f"history_len ({history_len}) cannot exceed max_positions ({max_positions})")
         if position_ids not in POSITION_IDS:
             raise InputError(f"position_ids must be one of {', '.join(POSITION_IDS)}, got {position_ids!r}")
         self.ds, self.history_len, self.max_positions = ds, history_len, max_positions
         self.position_ids = position_ids
+        if record_fallback not in RECORD_FALLBACKS:
+            raise InputError(f"record_fallback must be one of {', '.join(RECORD_FALLBACKS)}, got {record_fallback!r}")
+        # a record whose video has no other popular comment mixes in comments from the whole dataset
+        # (official), or is left unaugmented ("none")
+        self.fallback = range(1, ds.n_comments) if record_fallback == "global" else ()
         self.max_record_comments = max_record_comments
         self.items = [(t, i) for t in ("video", "comment") for i in range(len(ds.splits[t]["train"]))
                       if t != "comment" or len(ds.splits[t]["train"].pos_comments[i])]
@@ -128,7 +136,7 @@ class AlignSamples:
         rv = [int(v) for v in ex.record_videos[i][-L:]]
         recs = ex.record_comments[i][-L:] if rv else []
         llm_r, sr_r = comment_record_views([(list(cs), ds.comment_lists[v]) for v, cs in zip(rv, recs)], rng,
-                                           max_comments=self.max_record_comments)
+                                           max_comments=self.max_record_comments, fallback_pool=self.fallback)
         target = int(ex.target[i])
         tc = 0
         if task == "comment":

@@ -242,3 +242,24 @@ def test_stage1_position_ids_one_sorted_draw_per_batch_as_official(ds):
     assert len({tuple(r[:3].tolist()) for r in long_rows}) > 1  # per row: independent draws
     with pytest.raises(InputError):
         AlignSamples(ds, position_ids="sometimes")
+
+
+def test_record_augmentation_falls_back_to_the_global_comment_pool(ds):
+    import numpy as np
+
+    from lsvcr.contrastive import comment_record_views
+
+    pool = AlignSamples(ds).fallback  # default "global": every comment of the dataset
+    assert list(pool) == list(range(1, ds.n_comments))
+    assert AlignSamples(ds, record_fallback="none").fallback == ()
+    # a record whose video has no comment besides the user's: mixed with as many global comments,
+    # dealt alternately to the two views
+    llm, sr = comment_record_views([([7, 8], [7, 8])], np.random.default_rng(0), p_sample=1.0, p_record=1.0,
+                                   fallback_pool=pool)
+    mixed = llm[0] + sr[0]
+    assert len(llm[0]) == len(sr[0]) == 2 and {7, 8} <= set(mixed) and len(set(mixed)) == 4
+    assert all(1 <= c < ds.n_comments for c in mixed)
+    llm, sr = comment_record_views([([7, 8], [7, 8])], np.random.default_rng(0), p_sample=1.0, p_record=1.0)
+    assert llm == sr == [[7, 8]]  # without a fallback pool: not augmented
+    with pytest.raises(InputError):
+        AlignConfig(record_fallback="sometimes")
