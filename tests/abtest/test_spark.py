@@ -40,6 +40,8 @@ def spark(tmp_path_factory):
                .config("spark.sql.shuffle.partitions", "2").config("spark.default.parallelism", "2")
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("warehouse")))
+               # a short-lived JVM on few cores: quick C1 compiles beat C2's peak speed for this data
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session
@@ -199,3 +201,4 @@ def test_bad_input_exits_2_with_one_line(spark, units, tmp_path):
     garbage.write_bytes(b"not parquet at all")
     assert fails([str(garbage), "--engine", "spark"]).startswith(f"error: {garbage}: cannot read:")
     assert "--table" in fails(["--engine", "spark"])
+    assert "--engine must be one of duckdb, spark" in fails([str(units), "--engine", "hadoop"])
