@@ -176,17 +176,21 @@ BITMAP_MAX_BITS = 1 << 31
 
 def _check_units(source: Source) -> None:
     u, v = ident(source.unit_col), ident(source.variant_col)
-    null_unit, null_variant, n, lo, hi = source.one(
-        f"SELECT count(*) - count({u}), count(*) - count({v}), count({u}), min({u}), max({u}) FROM {source.relation}")
+    bitmap = source.dialect.bitmap  # DuckDB: distinct ids from a bitmap over [lo, hi], in a second pass
+    null_unit, null_variant, n, lo, hi, *distinct = source.one(
+        f"SELECT count(*) - count({u}), count(*) - count({v}), count({u}), min({u}), max({u})"
+        f"{'' if bitmap else f', count(DISTINCT {u})'} FROM {source.relation}")
     if null_unit:
         raise InputError(f"{source.label}: column {source.unit_col!r} has {null_unit} empty (NULL) values")
     if null_variant:
         raise InputError(f"{source.label}: column {source.variant_col!r} has {null_variant} empty (NULL) values")
     if n == 0:
         raise InputError(f"{source.label}: no units (the table is empty)")
-    dense = (source.dialect.bitmap and str(source.columns[source.unit_col]).upper() in INTEGER_TYPES
+    dense = (bitmap and str(source.columns[source.unit_col]).upper() in INTEGER_TYPES
              and hi - lo + 1 <= min(BITMAP_MAX_BITS, max(64 * n, 1 << 20)))
-    if dense:  # a bitmap over the id range: one cheap pass instead of a hash of every id
+    if distinct:  # counted in the pass above
+        distinct = distinct[0]
+    elif dense:  # a bitmap over the id range: one cheap pass instead of a hash of every id
         distinct = source.one(f"SELECT bit_count(bitstring_agg({u}, {lo}, {hi})) FROM {source.relation}")[0]
     else:
         distinct = source.one(f"SELECT count(DISTINCT {u}) FROM {source.relation}")[0]

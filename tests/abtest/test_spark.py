@@ -202,3 +202,12 @@ def test_bad_input_exits_2_with_one_line(spark, units, tmp_path):
     assert fails([str(garbage), "--engine", "spark"]).startswith(f"error: {garbage}: cannot read:")
     assert "--table" in fails(["--engine", "spark"])
     assert "--engine must be one of duckdb, spark" in fails([str(units), "--engine", "hadoop"])
+    table = pq.read_table(units)
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(pa.concat_tables([table, table.slice(7, 1)]), twice)  # one unit twice
+    no_variant = tmp_path / "no_variant.parquet"
+    variants = pa.array(table["variant"].to_pylist()[:-1] + [None])
+    pq.write_table(table.set_column(table.schema.get_field_index("variant"), "variant", variants), no_variant)
+    for path in (twice, no_variant):
+        args = [str(path), "--metric", "watch"]
+        assert fails([*args, "--engine", "spark"]) == fails(args), path
