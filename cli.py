@@ -402,15 +402,19 @@ def render_ips_metrics(result: dict) -> None:
     from lsvcr.metrics import IPS_METRICS
 
     r = result["tasks"]["comment"]
-    table = Table(title=f"{result['model']} — ips: comment task on the logged slates, {result['split']} split, "
+    model = result["model"] + (" (comments by popularity)" if "comment" in result.get("fallback", {}) else "")
+    table = Table(title=f"{model} — ips: comment task on the logged slates, {result['split']} split, "
                         f"{r['requests']} requests, {r['positives']} positives (ESS {r['ess']:.0f}); "
                         "IPS = self-normalised inverse-propensity weights (exposure-debiased), naive = unweighted",
                   title_justify="left")
     table.add_column("comment")
     for m in IPS_METRICS:
         table.add_column(m, justify="right")
-    for name, row in (("IPS", r), ("naive", r["naive"])):
-        table.add_row(name, *[f"{row[m]:.4f} ± {row[m + '_se']:.4f}" for m in IPS_METRICS])
+    rows = [("IPS", r, ""), ("naive", r["naive"], "")]
+    if "minus_popularity" in r:  # paired, on the same positives
+        rows.append(("IPS − popularity", r["minus_popularity"], "+"))
+    for name, row, sign in rows:
+        table.add_row(name, *[f"{row[m]:{sign}.4f} ± {row[m + '_se']:.4f}" for m in IPS_METRICS])
     console.print(table)
 
 
@@ -866,6 +870,7 @@ def abtest_offline(
     metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
     estimator: str = typer.Option("cascade-dr", "--estimator", help="cascade-dr (default: unbiased for any target, a reward model lowers the variance) | cascade-ips | dm (reward model only) | iips | dr (position-wise; biased where a preview or a cascade links positions)."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
+    bootstrap: int = typer.Option(20, "--bootstrap", metavar="B", help="model / model-dr: the interval from B cluster-bootstrap replicates with the response model refitted (0: normal approximation without the model's error)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
     fmt: str = typer.Option("table", "--format", help="table | json"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),

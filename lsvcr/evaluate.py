@@ -64,7 +64,7 @@ import torch
 from lsvcr.data.layout import Dataset
 from lsvcr.data.loader import Batch, TaskTensors, user_sequences
 from lsvcr.errors import InputError
-from lsvcr.metrics import candidate_ranks, ips_metrics, mean_metrics, per_row_metrics
+from lsvcr.metrics import candidate_ranks, ips_difference, ips_metrics, mean_metrics, per_row_metrics
 from lsvcr.recommender import LSVCRRecommender
 from lsvcr.sasrec import SASRec
 
@@ -222,7 +222,8 @@ def evaluate_logged(scorer, ds: Dataset, cfg: EvalConfig, tensors: TaskTensors |
         raise InputError(f"--protocol ips: comm_slates.{cfg.split}.json holds no logged comment request")
     ex = ds.splits["comment"][cfg.split]
     tt = tensors or TaskTensors(ex, cfg.max_len, cfg.max_record_comments)
-    ranks, props, units = [], [], []
+    pop = None if scorer.name == "popularity" else Popularity(ds)
+    ranks, base_ranks, props, units = [], [], [], []
     for start in range(0, len(lg), cfg.batch_size):
         req = np.arange(start, min(start + cfg.batch_size, len(lg)))
         width = max(len(lg.candidates[r]) for r in req)
@@ -231,17 +232,22 @@ def evaluate_logged(scorer, ds: Dataset, cfg: EvalConfig, tensors: TaskTensors |
         for i, r in enumerate(req):
             cand[i, : len(lg.candidates[r])] = lg.candidates[r]
             rel[i] = np.isin(cand[i], lg.shown[r][lg.positive[r]]) & (cand[i] > 0)
-        c = torch.from_numpy(cand)
-        rank = candidate_ranks(scorer.comment(tt.batch(lg.example[req]), c), torch.from_numpy(rel), c > 0).numpy()
+        c, b = torch.from_numpy(cand), tt.batch(lg.example[req])
+        rank = candidate_ranks(scorer.comment(b, c), torch.from_numpy(rel), c > 0).numpy()
+        base = rank if pop is None else candidate_ranks(pop.comment(b, c), torch.from_numpy(rel), c > 0).numpy()
         for i, r in enumerate(req):
             col = np.flatnonzero(rel[i])  # the positives' candidate columns
             prop = dict(zip(lg.shown[r].tolist(), lg.propensity[r].tolist()))  # comment -> P_log(at its position)
             ranks.append(rank[i, col])
+            base_ranks.append(base[i, col])
             props.append(np.array([prop[int(x)] for x in cand[i, col]]))
             units.append(np.full(len(col), lg.example[r]))
-    rank, prop, unit = (np.concatenate(x) if x else np.zeros(0) for x in (ranks, props, units))
-    return {"n": int(len(np.unique(unit))), "requests": len(lg), "positives": int(len(rank)),
-            **ips_metrics(rank, prop, unit), "naive": ips_metrics(rank, np.ones_like(prop), unit)}
+    rank, base, prop, unit = (np.concatenate(x) for x in (ranks, base_ranks, props, units))
+    out = {"n": int(len(np.unique(unit))), "requests": len(lg), "positives": int(len(rank)),
+           **ips_metrics(rank, prop, unit), "naive": ips_metrics(rank, np.ones_like(prop), unit)}
+    if pop is not None:  # the paired difference against ranking by likes, on the same positives
+        out["minus_popularity"] = ips_difference(rank, base, prop, unit)
+    return out
 
 
 def evaluate(scorer, ds: Dataset, cfg: EvalConfig, tasks: tuple[str, ...] | None = None) -> dict:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lsvcr.metrics import ips_metrics, item_gain
+from lsvcr.metrics import ips_difference, ips_metrics, item_gain
 from simulator import SimConfig, simulate
 
 NAMES = ("recall@1", "recall@3", "dcg@3")
@@ -76,6 +76,10 @@ def test_ips_is_unbiased_for_the_full_information_metric_under_a_position_based_
     b = np.mean(naive["logger's own order"]["recall@1"]) - truth["logger's own order"]["recall@1"]
     assert b > 0.05, b
     assert np.mean(naive["anti-logger"]["recall@1"]) < truth["anti-logger"]["recall@1"] - 0.02
+    # the paired difference is the difference of the two estimates (same weights, same denominator)
+    d = ips_difference(rank["oracle"][u, item], rank["anti-logger"][u, item], prop, u, NAMES)
+    a, b = ips_metrics(rank["oracle"][u, item], prop, u, NAMES), ips_metrics(rank["anti-logger"][u, item], prop, u, NAMES)
+    assert d["dcg@3"] == pytest.approx(a["dcg@3"] - b["dcg@3"]) and 0 < d["dcg@3_se"]
     # the reported standard error is the spread over replications
     sd = np.std(est["oracle"]["recall@3"], ddof=1)
     assert 0.8 < np.mean(ses) / sd < 1.25, (np.mean(ses), sd)
