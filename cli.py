@@ -803,16 +803,17 @@ def section_model(log):
                           lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
                           np.asarray(log.comments.words), log.comment_likes_by_day())
 
-    def predictions(kind: str, reward: str, slates):
+    def predictions(kind: str, reward: str, slates, subset=None):
         if kind != "comment" or reward not in rm.OUTPUTS:
             return None
-        return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward)
+        return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
+                              users_subset=subset)
 
     return predictions
 
 
 def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = "cascade-dr",
-                       alpha: float = 0.05, detail: bool = False) -> dict:
+                       alpha: float = 0.05, detail: bool = False, bootstrap: int = 20) -> dict:
     """Replay control and treatment on a logging run; predict treatment's lift over control per user-day."""
     from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
     from abtest.ope import compare
@@ -828,12 +829,9 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
         with err_console.status(f"replaying {name} ({spec}) on the logged requests"):
             targets[name] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=needs_marginals).items()}
     logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
-    try:
-        predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
-                              n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
-                              estimator=estimator, alpha=alpha, response_model=section_model(log))
-    except ValueError as e:
-        raise AbtestInputError(f"{logs}: {e}") from None
+    predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
+                          n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
+                          estimator=estimator, alpha=alpha, response_model=section_model(log), bootstrap=bootstrap)
     result = {
         "logs": str(logs), "logging_policy": log.manifest.get("policy"), "alpha": alpha, "estimator": estimator,
         "unit": "user-day", "n_units": log.config.world.n_users * len(log.views), "control": control,
@@ -899,7 +897,9 @@ def abtest_offline(
     for m in metric:
         if m not in METRICS:
             fail(f"--metric {m!r}: choose among {', '.join(METRICS)}")
-    result = offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail)
+    if bootstrap < 0:
+        fail(f"--bootstrap must be >= 0, got {bootstrap}")
+    result = offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail, bootstrap)
     for warning in result["warnings"]:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if fmt == "json":

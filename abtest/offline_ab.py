@@ -37,6 +37,7 @@ import numpy as np
 from scipy.stats import norm
 
 from . import cascade, ope
+from .errors import InputError
 
 # metric of the A/B report -> (kind of request, logged reward); None: no per-request reward
 METRICS: dict[str, tuple[str, str] | None] = {
@@ -142,7 +143,7 @@ def _arm(est: ope.Estimate, unit_est: ope.Estimate) -> Arm:
 def predict(
     logged: Mapping[str, Mapping], control: Mapping[str, Mapping], treatment: Mapping[str, Mapping], *,
     n_users: int, n_days: int, preview: int, metrics=DEFAULT_METRICS, estimator: str = DEFAULT_ESTIMATOR,
-    alpha: float = 0.05, response_model=None,
+    alpha: float = 0.05, response_model=None, bootstrap: int = 0, seed: int = 0,
 ) -> list[Prediction]:
     """The predicted lift of treatment over control per unit (user-day), for each metric.
 
@@ -152,7 +153,10 @@ def predict(
     (video feeds are plain cascades). ``response_model(kind, reward, [logged, control, treatment
     items])`` returns the fitted user-response model's [n, K] predictions for the three slates, or
     None where it does not model that reward (the "model" estimators then use the item x position
-    model).
+    model); called with ``subset=`` (request indices, with repeats) it refits on those requests.
+    ``bootstrap`` > 0: the model estimators' relative interval is the percentile interval of that
+    many cluster-bootstrap replicates (users resampled, the response model refitted on each), so
+    it carries the model's estimation error; the generator is seeded with ``seed``.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
@@ -162,19 +166,22 @@ def predict(
     n_units = n_users * n_days
     unit_user = np.arange(n_units) // n_days
 
-    def unit_terms(kind: str, reward_name: str):
-        """Per-request estimates of both arms on one kind of request, and their per-unit sums."""
+    def unit_terms(kind: str, reward_name: str, subset=None):
+        """Per-request estimates of both arms on one kind of request, and their per-unit sums
+        (``subset``: refit the response model on these requests, a bootstrap replicate)."""
         log = logged[kind]
         reward = log["rewards"][reward_name]
         users, days = np.asarray(log["user_id"], np.int64), np.asarray(log["day"], np.int64)
         if len(users) and (users.max() >= n_users or days.max() >= n_days or users.min() < 0 or days.min() < 0):
-            raise ValueError("logged requests name users or days outside the logging run")
+            raise InputError("logged requests name users or days outside the logging run")
         units = users * n_days + days
         base = MODEL_BASED.get(estimator, estimator)
         q = [None, None]
         learned = None
         if estimator in MODEL_BASED and response_model is not None:
-            learned = response_model(kind, reward_name, [log["items"], control[kind]["items"], treatment[kind]["items"]])
+            slates = [log["items"], control[kind]["items"], treatment[kind]["items"]]
+            learned = (response_model(kind, reward_name, slates) if subset is None
+                       else response_model(kind, reward_name, slates, subset=subset(users)))
         if learned is not None:
             q = [(learned[0], learned[1]), (learned[0], learned[2])]
         elif base in ("cascade-dr", "dm", "dr"):
@@ -185,7 +192,7 @@ def predict(
         per_unit = [_per_unit(e, units, n_units, unit_user, alpha) for e in per_request]
         logged_unit = np.bincount(units, weights=np.where(np.asarray(log["items"]) >= 0, reward, 0.0).sum(axis=1),
                                   minlength=n_units)
-        return per_request, per_unit, logged_unit, len(users)
+        return per_request, per_unit, logged_unit, len(users), learned is not None
 
     out = []
     for name in metrics:
@@ -196,19 +203,56 @@ def predict(
                                   ("not_identified",)))
             continue
         kind, reward_name = spec
-        per_request, (c_unit, t_unit), _, n_req = unit_terms(kind, reward_name)
+        per_request, (c_unit, t_unit), _, n_req, learned = unit_terms(kind, reward_name)
         downstream = f"comment_{reward_name}"
-        if kind == "comment" and downstream in logged.get("video", {}).get("rewards", {}):
-            video = unit_terms("video", downstream)
-            out.append(_composed(name, estimator, per_request, (c_unit, t_unit), video, unit_user, n_units, n_req, alpha))
+        composed = kind == "comment" and downstream in logged.get("video", {}).get("rewards", {})
+        video = unit_terms("video", downstream) if composed else None
+        boot_ci = None
+        if bootstrap > 0 and learned:
+            boot_ci = _bootstrap_ci(lambda sub: unit_terms(kind, reward_name, sub)[1], video, n_users, n_days,
+                                    bootstrap, seed, alpha)
+        if composed:
+            pred = _composed(name, estimator, per_request, (c_unit, t_unit), video, unit_user, n_units, n_req, alpha)
+            out.append(pred if boot_ci is None else _with_interval(pred, boot_ci))
             continue
         diff = ope.lift(t_unit, c_unit, alpha=alpha, clusters=unit_user)
         se = (diff.abs_ci[1] - diff.abs_effect) / ope.z_value(alpha) if math.isfinite(diff.abs_ci[1]) else math.nan
         p = float(2 * norm.sf(abs(diff.abs_effect) / se)) if se > 0 else math.nan
         flags = tuple(sorted({f for e in per_request for f in e.flags}))
-        out.append(Prediction(name, estimator, _arm(per_request[0], c_unit), _arm(per_request[1], t_unit),
-                              diff.abs_effect, diff.abs_ci, diff.rel_effect, diff.rel_ci, p, n_units, n_req, flags))
+        pred = Prediction(name, estimator, _arm(per_request[0], c_unit), _arm(per_request[1], t_unit),
+                          diff.abs_effect, diff.abs_ci, diff.rel_effect, diff.rel_ci, p, n_units, n_req, flags)
+        out.append(pred if boot_ci is None else _with_interval(pred, boot_ci))
     return out
+
+
+def _bootstrap_ci(refit, video, n_users: int, n_days: int, replicates: int, seed: int, alpha: float):
+    """Percentile interval of the relative lift over cluster-bootstrap replicates: users drawn with
+    replacement, the response model refitted on their requests, each unit weighted by its user's
+    multiplicity. ``refit(subset)`` returns the replicate's per-unit estimates of both arms."""
+    rng = np.random.default_rng(seed)
+    lifts = []
+    for _ in range(replicates):
+        mult = np.bincount(rng.integers(n_users, size=n_users), minlength=n_users)
+        weight = np.repeat(mult, n_days)  # units are user-major
+
+        def subset(request_users, mult=mult):
+            return np.repeat(np.arange(len(request_users)), mult[request_users])
+
+        c, t = refit(subset)
+        ratio = np.dot(weight, t.terms) / np.dot(weight, c.terms)
+        if video is not None:
+            bc, bt = video[1]
+            ratio *= np.dot(weight, bt.terms) / np.dot(weight, bc.terms)
+        lifts.append(ratio - 1.0)
+    lo, hi = np.quantile(np.asarray(lifts), [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _with_interval(pred: Prediction, rel_ci: tuple[float, float]) -> Prediction:
+    """The prediction with a bootstrap relative interval (the absolute one scaled to match)."""
+    base = pred.control.value if pred.control is not None else math.nan
+    return pred._replace(rel_ci=rel_ci, abs_ci=(base * rel_ci[0], base * rel_ci[1]),
+                         flags=tuple(sorted(set(pred.flags) | {"bootstrap_ci"})))
 
 
 def _composed(name, estimator, comment_requests, comment_units, video, unit_user, n_units, n_requests, alpha) -> Prediction:
@@ -222,7 +266,7 @@ def _composed(name, estimator, comment_requests, comment_units, video, unit_user
 
     with the influence terms of the four means added per unit (one clustered SE; both arms on the
     same logs)."""
-    video_requests, (bc, bt), _, _ = video
+    video_requests, (bc, bt), *_ = video
     ac, at = comment_units
     means = [e.value for e in (bc, bt, ac, at)]
     flags = tuple(sorted({f for e in (*comment_requests, *video_requests) for f in e.flags}))
