@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from abtest.offline_ab import predict  # noqa: E402
 from abtest.report import ReportConfig, build_report  # noqa: E402
 from abtest.render import to_json  # noqa: E402
-from cli import resolve_policy  # noqa: E402
+from cli import resolve_policy, section_model  # noqa: E402
 from simulator import SimConfig, simulate  # noqa: E402
 from simulator.experiment import run_experiment, world_config  # noqa: E402
 from simulator.replay import load_run, replay  # noqa: E402
@@ -91,8 +91,9 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=None, help="logging days [default 2; quick 1]")
     ap.add_argument("--temperature", type=float, default=1.0, help="the logging policy's temperature")
     ap.add_argument("--models", action="store_true", help="also SASRec and LSVCR pairs (trains both per seed)")
-    ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm")
+    ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm,model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
+    ap.add_argument("--bootstrap", type=int, default=20, help="replicates of the model estimators' interval")
     args = ap.parse_args()
     users = args.users or (400 if args.quick else 2000)
     days = args.days or (1 if args.quick else 2)
@@ -113,6 +114,7 @@ def main() -> None:
             spec = lambda p: names.get(p, p)  # noqa: E731
             log = load_run(world)
             logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
+            response_model = section_model(log)
             replays = {}
             for p in sorted({p for pair in pairs for p in pair}):
                 policy = resolve_policy(spec(p), log.world, log.comments, log.config)
@@ -123,7 +125,8 @@ def main() -> None:
                 for est in estimators:
                     (m,) = predict(logged, replays[control], replays[treatment], n_users=log.config.world.n_users,
                                    n_days=len(log.views), preview=log.config.behaviour.comment_preview,
-                                   metrics=(METRIC,), estimator=est)
+                                   metrics=(METRIC,), estimator=est, response_model=response_model,
+                                   bootstrap=args.bootstrap)
                     lo, hi = m.rel_ci
                     covers = bool(lo <= truth["rel_effect"] <= hi)
                     same_sign = bool((m.rel_effect > 0) == (truth["rel_effect"] > 0))
