@@ -2,7 +2,8 @@
 
 Each benchmark measures us against a peer in the same run and prints the ratio:
 simulate.py (bare simpy), abtest.py (tea-tasting 1.14), sr_train.py (RecBole 1.2.1 SASRec),
-abtest_run.py (the popularity arm), scale.py (embedded DuckDB vs Spark local[2]). `make bench` runs this.
+abtest_run.py (the popularity arm), scale.py (embedded DuckDB vs Spark local[2]), ope_validation.py
+(the offline A/B prediction against the online A/B of the same pair; short mode: 300-user worlds). `make bench` runs this.
 
     python bench/run_all.py [--only simulate,abtest] [--quick]
 """
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "sr_train": (["sr_train.py"], ["sr_train.py"]),
     "abtest_run": (["abtest_run.py"], ["abtest_run.py", "--users", "2000"]),
     "scale": (["scale.py"], ["scale.py", "--users", "1000000"]),
+    "ope_validation": (["ope_validation.py", "--quick", "--users", "300"], ["ope_validation.py", "--quick", "--seeds", "0", "--users", "200"]),
 }
 
 

@@ -4,6 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
+from abtest.decision import decide
 from cli import app
 
 DESIGN_METRIC_KEYS = ["name", "variant", "kind", "cuped", "control_mean", "treatment_mean", "abs_effect",
@@ -36,5 +37,15 @@ def test_demo_quick(tmp_path):
         ndcg = offline_eval[model]["sampled100"]["video"]["ndcg@10"]
         assert 0 < ndcg <= 1
     assert offline_eval["sasrec"]["sampled100"]["video"]["ndcg@10"] > offline_eval["popularity"]["sampled100"]["video"]["ndcg@10"]
+    # the offline prediction speaks the report's metric entries, for the same pair
+    offline = json.loads((out / "offline_ab.json").read_text())
+    assert offline["unit"] == "user-day" and offline["control"] == "sasrec:models/sasrec"
+    assert [m["name"] for m in offline["metrics"]] == ["comment_watch_time", "video_watch_time", "sessions"]
+    cwt = offline["metrics"][0]
+    assert cwt["rel_ci"][0] <= cwt["rel_effect"] <= cwt["rel_ci"][1]
+    # the summary's verdict is the decision rule applied to report.json, and it shows offline beside online
     summary = (out / "summary.md").read_text()
-    assert any(v in summary for v in ("SHIP", "DON'T SHIP", "INCONCLUSIVE", "INVALID"))
+    decision = decide(report, "comment_watch_time", ("video_watch_time", "sessions"))
+    assert summary.splitlines()[0] == f"# LSVCR demo — verdict: **{decision.verdict.upper()}**"
+    row = next(line for line in summary.splitlines() if line.startswith("| comment_watch_time |"))
+    assert f"{100 * cwt['rel_effect']:+.1f}%" in row and f"{100 * first['rel_effect']:+.1f}%" in row
