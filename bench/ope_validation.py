@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=None, help="logging days [default 2; quick 1]")
     ap.add_argument("--temperature", type=float, default=1.0, help="the logging policy's temperature")
     ap.add_argument("--models", action="store_true", help="also SASRec and LSVCR pairs (trains both per seed)")
+    ap.add_argument("--models-only", action="store_true", help="only the SASRec and LSVCR pairs")
     ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm,model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
     ap.add_argument("--bootstrap", type=int, default=20, help="replicates of the model estimators' interval")
@@ -107,8 +108,8 @@ def main() -> None:
             simulate(SimConfig().replace(n_users=users, days=days, seed=seed), world, "popularity",
                      temperature=args.temperature)
             names = {}
-            pairs = list(BUILTIN_PAIRS)
-            if args.models:
+            pairs = [] if args.models_only else list(BUILTIN_PAIRS)
+            if args.models or args.models_only:
                 names = train_models(world, work, seed, args.quick)
                 pairs += MODEL_PAIRS
             spec = lambda p: names.get(p, p)  # noqa: E731
