@@ -90,6 +90,8 @@ class AlignConfig:
     gradient_checkpointing: bool = False
     prompt_templates: str | None = None  # a .json/.toml file; None: the English defaults
     batch_size: int = 128
+    contrast_pool: int = 16  # samples per micro-batch: the in-batch negative pool (official: 8 GPUs x 2;
+    # 128 = 8 accumulation steps of 16)
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup: float = 0.03
@@ -114,7 +116,7 @@ class AlignConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        for name in ("batch_size", "lr", "epochs", "history_len", "max_positions", "max_record_comments",
+        for name in ("batch_size", "contrast_pool", "lr", "epochs", "history_len", "max_positions", "max_record_comments",
                      "max_prompt_tokens", "max_text_tokens", "threads", "embed_batch_size"):
             if not getattr(self, name) > 0:
                 raise InputError(f"AlignConfig.{name} must be > 0, got {getattr(self, name)!r}")
@@ -266,20 +268,37 @@ def average_gradients(params) -> None:
         p.grad /= world
 
 
-def train_step(aligner: Aligner, opt: torch.optim.Optimizer, params: list[nn.Parameter], batch: AlignBatch,
-               lr: float, seed: int) -> Stage1Losses:
-    """One update on this rank's slice; dropout (LoRA, SR) drawn from ``seed`` only."""
+def micro_batches(batch: AlignBatch, pool: int, rank: int = 0, world: int = 1) -> list[AlignBatch]:
+    """The global ``batch`` cut into chunks of ``pool`` samples (the in-batch negative pool of the
+    contrastive losses, gathered over ranks), each chunk's slice for ``rank``."""
+    bounds = list(range(0, len(batch), pool)) + [len(batch)]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < world:
+        del bounds[-2]  # a tail too small to give every rank a sample joins the chunk before it
+    return [batch.slice(lo, hi).slice(*rank_slice(hi - lo, rank, world)) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def train_step(aligner: Aligner, opt: torch.optim.Optimizer, params: list[nn.Parameter],
+               batch: AlignBatch | list[AlignBatch], lr: float, seed: int) -> Stage1Losses:
+    """One update on this rank's slice, or on its slices of several micro-batches (``micro_batches``:
+    losses, in-batch negatives included, per micro-batch; gradients averaged over them, as gradient
+    accumulation does); dropout (LoRA, SR) drawn from ``seed`` only. Returns the mean losses."""
     for g in opt.param_groups:
         g["lr"] = lr
+    micro = batch if isinstance(batch, list) else [batch]
     dev = aligner.llm.device
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
-        losses = aligner(batch)
         opt.zero_grad(set_to_none=True)
-        losses.total.backward()
+        parts = []
+        for m in micro:
+            losses = aligner(m)
+            (losses.total / len(micro)).backward()
+            parts.append(losses)
         average_gradients(params)
         opt.step()
-    return losses
+    if len(parts) == 1:
+        return parts[0]
+    return Stage1Losses(*[None if v[0] is None else sum(x.detach() for x in v) / len(v) for v in zip(*parts)])
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
@@ -352,8 +371,9 @@ def align(ds: Dataset, out_dir: str | Path, cfg: AlignConfig = AlignConfig(), co
     console = console if main else None
     samples = AlignSamples(ds, cfg.history_len, cfg.max_positions, cfg.max_record_comments, cfg.position_ids,
                            cfg.record_fallback)
-    if cfg.batch_size < info.world_size:
-        raise InputError(f"the global batch ({cfg.batch_size}) must hold at least one sample per rank ({info.world_size})")
+    if min(cfg.batch_size, cfg.contrast_pool) < info.world_size:
+        raise InputError(f"the global batch ({cfg.batch_size}) and the contrast pool ({cfg.contrast_pool}) must hold "
+                         f"at least one sample per rank ({info.world_size})")
     aligner = build_aligner(ds, cfg, model_cfg)
     params = list(trainable(aligner).values())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -373,7 +393,7 @@ def align(ds: Dataset, out_dir: str | Path, cfg: AlignConfig = AlignConfig(), co
             epoch, k = divmod(step, per_epoch)
             idx = samples.order(cfg.seed, epoch)[k * cfg.batch_size: (k + 1) * cfg.batch_size]
             batch = samples.batch(idx, cfg.seed, step)
-            local = batch.slice(*rank_slice(len(batch), info.rank, info.world_size))
+            local = micro_batches(batch, cfg.contrast_pool, info.rank, info.world_size)
             t0 = time.perf_counter()
             losses = train_step(aligner, opt, params, local, lr_at(step, total, cfg.lr, cfg.warmup),
                                 seed=int(np.random.default_rng([cfg.seed, step, 3, info.rank]).integers(2**62)))

@@ -263,3 +263,29 @@ def test_record_augmentation_falls_back_to_the_global_comment_pool(ds):
     assert llm == sr == [[7, 8]]  # without a fallback pool: not augmented
     with pytest.raises(InputError):
         AlignConfig(record_fallback="sometimes")
+
+
+def test_contrast_pool_accumulates_gradients_over_micro_batches_of_16(ds):
+    from lsvcr.align import micro_batches
+
+    cfg = tiny_cfg("minilm", max_prompt_tokens=96)
+    assert AlignConfig().contrast_pool == 16 and AlignConfig().batch_size == 128
+    samples = AlignSamples(ds)
+    batch = samples.batch(samples.order(0, 0)[:32], 0, 0)
+    micro = micro_batches(batch, 16)
+    assert [len(m) for m in micro] == [16, 16] and torch.equal(micro[1].target, batch.target[16:])
+    assert [len(m) for m in micro_batches(batch.slice(0, 17), 16, 0, 2)] == [9]  # a 1-sample tail joins
+    assert [len(m) for m in micro_batches(batch, 16, 1, 2)] == [8, 8]  # rank 1 of 2: its half of each pool
+    aligner = build_aligner(ds, cfg).eval()  # no dropout: the two ways compare exactly
+    params = list(trainable(aligner).values())
+    opt = torch.optim.AdamW(params, lr=0.0)
+    losses = train_step(aligner, opt, params, micro, 0.0, seed=0)
+    got = [p.grad.clone() for p in params]
+    opt.zero_grad(set_to_none=True)
+    parts = [aligner(m) for m in micro]  # each pool's in-batch losses, gradients averaged
+    (0.5 * (parts[0].total + parts[1].total)).backward()
+    assert all(torch.allclose(g, p.grad, atol=1e-6, rtol=1e-5) for g, p in zip(got, params))
+    assert abs(float(losses.total) - 0.5 * float(parts[0].total + parts[1].total)) < 1e-5
+    opt.zero_grad(set_to_none=True)
+    aligner(batch).total.backward()  # one pool of 32 is another loss
+    assert not all(torch.allclose(g, p.grad, atol=1e-6, rtol=1e-5) for g, p in zip(got, params))
