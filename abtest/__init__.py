@@ -11,8 +11,9 @@ multiple.py    Holm / Benjamini–Hochberg with a chosen scope
 sequential.py  mSPRT and the asymptotic confidence sequence (always-valid)
 power.py       power and MDE, CUPED-aware
 robust.py      pooled winsorisation thresholds, Mann–Whitney from rank sums
-metrics_sql.py per-user metrics from an A/B run's event log (DuckDB SQL)
-source.py      opening INPUT (run dir or per-unit table) and checking its units
+metrics_sql.py per-user metrics from an A/B run's event log (SQL that DuckDB and Spark both run)
+source.py      opening INPUT (run dir or per-unit table) and checking its units; the DuckDB engine
+spark.py       the same SQL on Spark (--engine spark): Parquet or a catalog table, aggregates out
 spec.py        metric specs and the CLI's NAME=NUM/DEN options
 aggregate.py   the one SQL pass that yields every metric's Moments per variant
 report.py      the report (pure ``analyze`` over aggregates; ``build_report`` for a path)
