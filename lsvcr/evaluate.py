@@ -44,7 +44,9 @@ recommender evaluation for missing-not-at-random implicit feedback"), whose item
 P(observed) = sum_j P_log(i at j) theta_j needs theta estimated; weighting by the position marginal
 needs no theta (the item-position model of Li et al., KDD 2018, "Offline evaluation of ranking policies
 with click models"). The unweighted version of the same average ("naive") is reported beside it: the
-gap between them is the exposure bias.
+gap between them is the exposure bias. For a model, the paired difference against ranking by likes
+("minus_popularity") is computed on the same positives with the same weights: one ratio, whose
+standard error keeps the pairing and is much smaller than the two separate ones combined.
 
 *Caveats.* The simulator's reading is a cascade (whether position j is examined depends on the comments
 above it) and opening the section depends on the top comments, so the position-based model is an
