@@ -803,11 +803,15 @@ def section_model(log):
                           lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
                           np.asarray(log.comments.words), log.comment_likes_by_day())
 
+    context = []  # built on first use, once
+
     def predictions(kind: str, reward: str, slates, subset=None):
         if kind != "comment" or reward not in rm.OUTPUTS:
             return None
+        if not context:
+            context.append(rm.Context(data))
         return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
-                              users_subset=subset)
+                              users_subset=subset, ctx=context[0])
 
     return predictions
 

@@ -62,7 +62,7 @@ class SectionData:
     likes: np.ndarray  # [D, R] like counts each day
 
 
-class _Context:
+class Context:
     """Per request: the user's leave-one-request-out profile and open rate."""
 
     def __init__(self, d: SectionData):
@@ -122,8 +122,8 @@ def _logit(y, X) -> np.ndarray:
     return np.asarray(sm.Logit(y.astype(np.float64), X).fit(disp=0, method="newton", maxiter=50).params)
 
 
-def fit(d: SectionData, preview: int, ctx: _Context | None = None) -> SectionModel:
-    ctx = ctx or _Context(d)
+def fit(d: SectionData, preview: int, ctx: Context | None = None) -> SectionModel:
+    ctx = ctx or Context(d)
     mask = d.rows >= 0
     s, L = ctx.affinity(d.rows), ctx.log_likes(d.rows)
     P = preview
@@ -149,7 +149,7 @@ def fit(d: SectionData, preview: int, ctx: _Context | None = None) -> SectionMod
     return SectionModel(a, b, np.asarray(ols.params), float(ols.scale), k, preview)
 
 
-def predict(model: SectionModel, ctx: _Context, rows: np.ndarray, output: str = "read_s") -> np.ndarray:
+def predict(model: SectionModel, ctx: Context, rows: np.ndarray, output: str = "read_s") -> np.ndarray:
     """[n, K] the model's expected reward at each position of the slates ``rows`` on the logged requests."""
     if output not in OUTPUTS:
         raise ValueError(f"the section model predicts {', '.join(OUTPUTS)}, not {output!r}")
@@ -172,22 +172,19 @@ def predict(model: SectionModel, ctx: _Context, rows: np.ndarray, output: str = 
 
 
 def fit_predict(d: SectionData, preview: int, slates: list[np.ndarray], output: str = "read_s",
-                users_subset: np.ndarray | None = None) -> list[np.ndarray]:
-    """Fit on ``d`` (or on the requests of ``users_subset``, a bootstrap's resample) and predict every
-    slate in ``slates`` ([n, K] rows on d's requests)."""
-    ctx = _Context(d)
-    if users_subset is None:
-        model = fit(d, preview, ctx)
-    else:
-        model = _fit_on(d, ctx, users_subset, preview)
+                users_subset: np.ndarray | None = None, ctx: Context | None = None) -> list[np.ndarray]:
+    """Fit on ``d`` (or on the requests ``users_subset``, with repeats: a bootstrap's resample) and
+    predict every slate in ``slates`` ([n, K] rows on d's requests). ``ctx``: a context built once."""
+    ctx = ctx or Context(d)
+    model = fit(d, preview, ctx) if users_subset is None else _fit_on(d, ctx, users_subset, preview)
     return [predict(model, ctx, rows, output) for rows in slates]
 
 
-def _fit_on(d: SectionData, ctx: _Context, idx: np.ndarray, preview: int) -> SectionModel:
+def _fit_on(d: SectionData, ctx: Context, idx: np.ndarray, preview: int) -> SectionModel:
     """Fit on the requests ``idx`` (with repeats), keeping the full-log context (profiles, rates)."""
     sub = SectionData(d.users[idx], d.days[idx], d.rows[idx], d.reached[idx], d.read[idx], d.read_s[idx],
                       d.bow, d.words, d.likes)
-    view = _Context.__new__(_Context)
+    view = Context.__new__(Context)
     view.d, view.profile_user, view.own = sub, ctx.profile_user, ctx.own[idx]
     view.norm, view.open_logit = ctx.norm[idx], ctx.open_logit[idx]
     return fit(sub, preview, view)

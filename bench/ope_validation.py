@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--models-only", action="store_true", help="only the SASRec and LSVCR pairs")
     ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm,model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
-    ap.add_argument("--bootstrap", type=int, default=20, help="replicates of the model estimators' interval")
+    ap.add_argument("--bootstrap", type=int, default=10, help="replicates of the model estimators' interval")
     args = ap.parse_args()
     users = args.users or (400 if args.quick else 2000)
     days = args.days or (1 if args.quick else 2)
@@ -136,8 +136,11 @@ def main() -> None:
                                  "ess": [m.control.ess, m.treatment.ess], "online": truth["rel_effect"],
                                  "online_ci": truth["rel_ci"], "online_p": truth["p_value"],
                                  "significant": significant, "sign_agrees": same_sign, "covers": covers})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 print(f"seed {seed}: {control} vs {treatment} done ({time.perf_counter() - start:.0f} s)",
                       file=sys.stderr, flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=1))
     print(f"Offline prediction vs online A/B, {METRIC} per user, treatment vs control "
           f"({len(args.seeds)} world seeds, {users} users, logging: popularity@{args.temperature:g} over {days} day(s); "
           f"online: {users} users, 1 pre-period + 1 experiment day, CUPED)")
