@@ -65,6 +65,20 @@ def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, s
     return {"sasrec": f"sasrec:{work / 'sasrec'}", "lsvcr": f"lsvcr:{work / 'lsvcr'}"}
 
 
+def ranking_metrics(work: Path, seed: int) -> dict[str, dict[str, float]]:
+    """Comment-task NDCG@10 (full ranking) and IPS DCG@10 of popularity, SASRec (comments by popularity) and LSVCR:
+    the classic full-ranking protocol and the exposure-debiased IPS protocol (lsvcr evaluate)."""
+    from lsvcr.evaluate import EvalConfig
+    from lsvcr.train import evaluate_model
+
+    out = {}
+    for name, model in (("popularity", "popularity"), ("sasrec", str(work / "sasrec")), ("lsvcr", str(work / "lsvcr"))):
+        full = evaluate_model(model, work / "data", EvalConfig(protocol="full", split="test", seed=seed))
+        ips = evaluate_model(model, work / "data", EvalConfig(protocol="ips", split="test", seed=seed))
+        out[name] = {"full": full["tasks"]["comment"]["ndcg@10"], "ips": ips["tasks"]["comment"]["dcg@10"]}
+    return out
+
+
 def online(world: Path, out: Path, control: str, treatment: str, users: int) -> dict:
     base = world_config(world)
     cfg = base.replace(n_users=users, days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
@@ -92,6 +106,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0, help="the logging policy's temperature")
     ap.add_argument("--models", action="store_true", help="also SASRec and LSVCR pairs (trains both per seed)")
     ap.add_argument("--models-only", action="store_true", help="only the SASRec and LSVCR pairs")
+    ap.add_argument("--work", type=Path, default=None, help="keep every world, model and A/B here (default: a temp dir)")
     ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm,model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
     ap.add_argument("--bootstrap", type=int, default=10, help="replicates of the model estimators' interval")
@@ -100,8 +115,10 @@ def main() -> None:
     days = args.days or (1 if args.quick else 2)
     estimators = args.estimators.split(",")
     rows = []
+    ranking: dict[int, dict] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ope-validation-") as tmp:
+        tmp = args.work or tmp
         for seed in args.seeds:
             work = Path(tmp) / f"seed{seed}"
             world = work / "world"
@@ -112,6 +129,8 @@ def main() -> None:
             if args.models or args.models_only:
                 names = train_models(world, work, seed, args.quick)
                 pairs += MODEL_PAIRS
+                ranking[seed] = ranking_metrics(work, seed)
+                print(json.dumps({"seed": seed, "ranking": ranking[seed]}), file=sys.stderr, flush=True)
             spec = lambda p: names.get(p, p)  # noqa: E731
             log = load_run(world)
             logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
@@ -162,6 +181,26 @@ def main() -> None:
         agree = sum(r["sign_agrees"] for r in sig)
         cover = sum(r["covers"] for r in mine)
         print(f"| {est} | {len(mine)} | {agree}/{len(sig)} | {cover}/{len(mine)} ({100 * cover / max(len(mine), 1):.0f}%) |")
+    if ranking:
+        print()
+        print("Offline ranking metrics (comment task, test split: full-ranking NDCG@10, IPS DCG@10) beside the online comment watch time lift "
+              "over popularity: which protocol orders the policies as the A/B does")
+        print()
+        print("| seed | policy | full ranking | IPS (exposure-debiased) | online lift vs popularity |")
+        print("|---|---|---|---|---|")
+        agree = {"full": 0, "ips": 0}
+        for seed, metrics in ranking.items():
+            lift = {r["treatment"]: r["online"] for r in rows if r["seed"] == seed and r["control"] == "popularity"
+                    and r["estimator"] == estimators[0]}
+            lift["popularity"] = 0.0
+            for policy, m in metrics.items():
+                print(f"| {seed} | {policy} | {m['full']:.4f} | {m['ips']:.4f} | {pct(lift.get(policy))} |")
+            online_order = sorted(metrics, key=lambda p: lift.get(p, 0.0))
+            for protocol in agree:
+                agree[protocol] += sorted(metrics, key=lambda p: metrics[p][protocol]) == online_order
+        print()
+        print(f"seeds whose offline order of popularity, SASRec, LSVCR equals the online order: "
+              f"full ranking {agree['full']}/{len(ranking)}, IPS {agree['ips']}/{len(ranking)}")
     print(f"\nwall {time.perf_counter() - start:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
