@@ -216,6 +216,9 @@ def evaluate_task(scorer, ds: Dataset, task: str, cfg: EvalConfig, tensors: Task
 def evaluate_logged(scorer, ds: Dataset, cfg: EvalConfig, tensors: TaskTensors | None = None) -> dict:
     """The ``ips`` protocol on the comment task: IPS-weighted metrics on the logged comment slates."""
     lg = ds.logged.get(cfg.split)
+    if lg is None and ds.logged:
+        raise InputError(f"--protocol ips: no comm_slates.{cfg.split}.json; this dataset has logged slates for "
+                         f"--split {' | '.join(sorted(ds.logged))}")
     if lg is None:
         raise InputError(f"--protocol ips: the dataset has no comm_slates.{cfg.split}.json (logged slates with "
                          "propensities); build it (lsvcr data build) from a run logged by a stochastic policy "
