@@ -79,3 +79,9 @@ def test_the_entry_reads_back_the_command_line_it_writes():
     assert back == cfg and opts.resume and opts.quiet and not opts.allow_pickle
     assert opts.data == Path("data") and opts.out == Path("out")
     assert parse(["--data", "d", "--out", "o"])[1] == AlignConfig()
+
+
+def test_the_entry_never_imports_the_cli():
+    code = ("import sys; from lsvcr.align_main import parse; parse(['--data', 'd', '--out', 'o']); "
+            "assert 'cli' not in sys.modules and 'typer' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

@@ -289,3 +289,13 @@ def test_contrast_pool_accumulates_gradients_over_micro_batches_of_16(ds):
     opt.zero_grad(set_to_none=True)
     aligner(batch).total.backward()  # one pool of 32 is another loss
     assert not all(torch.allclose(g, p.grad, atol=1e-6, rtol=1e-5) for g, p in zip(got, params))
+
+
+def test_more_ranks_than_the_contrast_pool_are_refused(ds, tmp_path, monkeypatch):
+    # each rank keeps a slice of every micro-batch of contrast_pool samples, so 16 (official) caps the
+    # data-parallel width at 16 ranks: 10 machines x 8 GPUs need another split (README, Scaling out)
+    world = distributed.DistInfo(0, 0, 80, torch.device("cpu"))
+    monkeypatch.setattr(distributed, "init_from_env", lambda backend=None: world)
+    with pytest.raises(InputError, match=r"the contrast pool \(16\) must hold at least one sample per rank \(80\)"):
+        align(ds, tmp_path / "out", AlignConfig())
+    assert not (tmp_path / "out").exists()
