@@ -36,7 +36,9 @@ def test_demo_quick(tmp_path):
     for model in ("popularity", "sasrec", "lsvcr"):
         ndcg = offline_eval[model]["sampled100"]["video"]["ndcg@10"]
         assert 0 < ndcg <= 1
-    assert offline_eval["sasrec"]["sampled100"]["video"]["ndcg@10"] > offline_eval["popularity"]["sampled100"]["video"]["ndcg@10"]
+    # (no "SASRec beats popularity" here: the quick world's Plackett–Luce logging day leaves ~575 training
+    # examples, and SASRec over seeds 0-4 scored 0.199-0.241 against popularity's 0.242 — not a property
+    # of this size; tests/lsvcr/test_lsvcr_train.py checks that training beats popularity)
     # the offline prediction speaks the report's metric entries, for the same pair
     offline = json.loads((out / "offline_ab.json").read_text())
     assert offline["unit"] == "user-day" and offline["control"] == "sasrec:models/sasrec"
