@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -56,6 +57,9 @@ def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, s
     from rich.console import Console
 
     quiet = Console(quiet=True)
+    names = {"sasrec": f"sasrec:{work / 'sasrec'}", "lsvcr": f"lsvcr:{work / 'lsvcr'}"}
+    if (work / "lsvcr" / "model.safetensors").is_file():  # a kept --work dir: trained already
+        return names
     write_dataset(build_dataset(world), work / "data")
     train_model(work / "data", work / "sasrec", FinetuneConfig(model="sasrec", epochs=10 if quick else 30, seed=seed), quiet)
     align_model(work / "data", work / "aligned", AlignConfig(batch_size=16, max_prompt_tokens=256,
@@ -97,6 +101,10 @@ def pct(x) -> str:
     return "  –  " if x is None else f"{100 * x:+.1f}%"
 
 
+def ess(pair) -> str:
+    return "–" if pair[0] is None else f"{pair[0]:,.0f} / {pair[1]:,.0f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small worlds (400 users, 1 logging day), built-in pairs")
@@ -107,6 +115,8 @@ def main() -> None:
     ap.add_argument("--models", action="store_true", help="also SASRec and LSVCR pairs (trains both per seed)")
     ap.add_argument("--models-only", action="store_true", help="only the SASRec and LSVCR pairs")
     ap.add_argument("--work", type=Path, default=None, help="keep every world, model and A/B here (default: a temp dir)")
+    ap.add_argument("--rows", type=Path, nargs="+", default=None,
+                    help="print the tables from rows saved by earlier runs (--json) instead of running")
     ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm,model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
     ap.add_argument("--bootstrap", type=int, default=10, help="replicates of the model estimators' interval")
@@ -117,13 +127,21 @@ def main() -> None:
     rows = []
     ranking: dict[int, dict] = {}
     start = time.perf_counter()
+    if args.rows:
+        for path in args.rows:
+            saved = json.loads(path.read_text())
+            rows += saved["rows"]
+            ranking.update({int(k): v for k, v in saved["ranking"].items()})
+        args.seeds = sorted({r["seed"] for r in rows})
+        estimators = list(dict.fromkeys(r["estimator"] for r in rows))
     with tempfile.TemporaryDirectory(prefix="ope-validation-") as tmp:
         tmp = args.work or tmp
-        for seed in args.seeds:
+        for seed in [] if args.rows else args.seeds:
             work = Path(tmp) / f"seed{seed}"
             world = work / "world"
-            simulate(SimConfig().replace(n_users=users, days=days, seed=seed), world, "popularity",
-                     temperature=args.temperature)
+            if not (world / "manifest.json").is_file():  # a kept --work dir has it already
+                simulate(SimConfig().replace(n_users=users, days=days, seed=seed), world, "popularity",
+                         temperature=args.temperature)
             names = {}
             pairs = [] if args.models_only else list(BUILTIN_PAIRS)
             if args.models or args.models_only:
@@ -148,18 +166,22 @@ def main() -> None:
                                    metrics=(METRIC,), estimator=est, response_model=response_model,
                                    bootstrap=args.bootstrap)
                     lo, hi = m.rel_ci
-                    covers = bool(lo <= truth["rel_effect"] <= hi)
-                    same_sign = bool((m.rel_effect > 0) == (truth["rel_effect"] > 0))
+                    predicted = m.control is not None and math.isfinite(m.rel_effect)
+                    # no prediction (e.g. no logged prefix matches a deterministic target) counts as a miss
+                    covers = bool(predicted and lo <= truth["rel_effect"] <= hi)
+                    same_sign = bool(predicted and (m.rel_effect > 0) == (truth["rel_effect"] > 0))
                     rows.append({"seed": seed, "control": control, "treatment": treatment, "estimator": est,
-                                 "offline": m.rel_effect, "offline_ci": [lo, hi],
-                                 "ess": [m.control.ess, m.treatment.ess], "online": truth["rel_effect"],
-                                 "online_ci": truth["rel_ci"], "online_p": truth["p_value"],
-                                 "significant": significant, "sign_agrees": same_sign, "covers": covers})
+                                 "offline": m.rel_effect if predicted else None,
+                                 "offline_ci": [lo, hi] if predicted else [None, None],
+                                 "ess": [m.control.ess, m.treatment.ess] if predicted else [None, None],
+                                 "online": truth["rel_effect"], "online_ci": truth["rel_ci"],
+                                 "online_p": truth["p_value"], "significant": significant,
+                                 "sign_agrees": same_sign, "covers": covers, "flags": list(m.flags)})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 print(f"seed {seed}: {control} vs {treatment} done ({time.perf_counter() - start:.0f} s)",
                       file=sys.stderr, flush=True)
                 if args.json:
-                    args.json.write_text(json.dumps(rows, indent=1))
+                    args.json.write_text(json.dumps({"rows": rows, "ranking": ranking}, indent=1))
     print(f"Offline prediction vs online A/B, {METRIC} per user, treatment vs control "
           f"({len(args.seeds)} world seeds, {users} users, logging: popularity@{args.temperature:g} over {days} day(s); "
           f"online: {users} users, 1 pre-period + 1 experiment day, CUPED)")
@@ -169,7 +191,7 @@ def main() -> None:
     for r in rows:
         sign = ("agrees" if r["sign_agrees"] else "DIFFERS") if r["significant"] else "(online n.s.)"
         print(f"| {r['seed']} | {r['control']} | {r['treatment']} | {r['estimator']} | {pct(r['offline'])} "
-              f"[{pct(r['offline_ci'][0])}, {pct(r['offline_ci'][1])}] | {r['ess'][0]:,.0f} / {r['ess'][1]:,.0f} | "
+              f"[{pct(r['offline_ci'][0])}, {pct(r['offline_ci'][1])}] | {ess(r['ess'])} | "
               f"{pct(r['online'])} [{pct(r['online_ci'][0])}, {pct(r['online_ci'][1])}], p = {r['online_p']:.2g} | "
               f"{sign} | {'yes' if r['covers'] else 'NO'} |")
     print()
@@ -203,7 +225,7 @@ def main() -> None:
               f"full ranking {agree['full']}/{len(ranking)}, IPS {agree['ips']}/{len(ranking)}")
     print(f"\nwall {time.perf_counter() - start:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "ranking": ranking}, indent=1))
 
 
 if __name__ == "__main__":
