@@ -846,6 +846,9 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
         if "not_identified" in m["flags"]:
             result["warnings"].append(f"{m['name']}: not identified by per-request weights (the logged request stream "
                                       f"is held fixed), so no offline prediction is given")
+        if "no_estimate" in m["flags"]:
+            result["warnings"].append(f"{m['name']}: no prediction: an arm's estimate is zero (no logged slate matches "
+                                      f"its prefixes), so the ratio is undefined; try --estimator cascade-dr or model")
         for arm in ("control", "treatment"):
             a = m[arm]
             if a and "no_support" in a["flags"]:
