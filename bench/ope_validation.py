@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -84,6 +85,7 @@ def ranking_metrics(work: Path, seed: int) -> dict[str, dict[str, float]]:
 
 
 def online(world: Path, out: Path, control: str, treatment: str, users: int) -> dict:
+    shutil.rmtree(out, ignore_errors=True)  # a kept --work dir: run the A/B again
     base = world_config(world)
     cfg = base.replace(n_users=users, days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
 
