@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from abtest.errors import InputError as AbtestInputError
+from abtest.offline_ab import DEFAULT_ESTIMATOR as DEFAULT_OFFLINE_ESTIMATOR
 from lsvcr.errors import InputError as LsvcrInputError
 from simulator.errors import InputError as SimulatorInputError
 
@@ -816,7 +817,7 @@ def section_model(log):
     return predictions
 
 
-def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = "cascade-dr",
+def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = DEFAULT_OFFLINE_ESTIMATOR,
                        alpha: float = 0.05, detail: bool = False, bootstrap: int = 20) -> dict:
     """Replay control and treatment on a logging run; predict treatment's lift over control per user-day."""
     from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
@@ -873,7 +874,7 @@ def abtest_offline(
     control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
     metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
-    estimator: str = typer.Option("cascade-dr", "--estimator", help="cascade-dr (default: unbiased for any target, a reward model lowers the variance) | cascade-ips | dm (reward model only) | iips | dr (position-wise; biased where a preview or a cascade links positions)."),
+    estimator: str = typer.Option(DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="cascade-ips (default: unbiased for any target; validated best in bench/ope_validation.py) | cascade-dr (the same weights with a reward model) | dm (reward model only) | model, model-dr (the fitted comment-section response model; bootstrap CI) | iips, dr (position-wise; biased where a preview or a cascade links positions)."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
     bootstrap: int = typer.Option(20, "--bootstrap", metavar="B", help="model / model-dr: the interval from B cluster-bootstrap replicates with the response model refitted (0: normal approximation without the model's error)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
@@ -882,7 +883,7 @@ def abtest_offline(
 ) -> None:
     """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
 
-    Both policies are replayed on every logged request; a slate estimator (cascade DR with the comment
+    Both policies are replayed on every logged request; a slate estimator (cascade IPS with the comment
     section's preview as one block) values each request, requests are summed per user-day, and the
     lift comes with its own interval (both arms on the same logs). `--format json` prints a `metrics`
     list shaped like `lsvcr abtest report --format json`, so the two can be compared by a script.
