@@ -181,36 +181,32 @@ def _read_examples(path: Path, vid: _Indexer, cid: _Indexer, with_pos: bool) -> 
         raise InputError(f"missing dataset file {path}")
     ex = Examples.empty(with_pos)
     targets = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name} line {lineno}"
-            try:
-                row = json.loads(line)
-                user, target = row["user_id"], row["target_photo"]
-                vh = row["photo_inter_his"]
-                ch = row.get("comment_inter_his") or [[], []]
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-            except (KeyError, TypeError) as e:
-                raise InputError(f"{where}: missing field {e}") from None
-            if not (isinstance(ch, list) and len(ch) == 2 and len(ch[0]) == len(ch[1])):
-                raise InputError(f"{where}: comment_inter_his must be [[video ids], [[comment ids], ...]] of equal lengths")
-            targets.append(vid(target, where + " target_photo"))
-            ex.users.append(str(user))
-            ex.video_hist.append(vid.many(vh, where + " photo_inter_his"))
-            ex.record_videos.append(vid.many(ch[0], where + " comment_inter_his"))
-            ex.record_comments.append([cid.many(c, where + " comment_inter_his") for c in ch[1]])
-            if not len(ex.video_hist[-1]) and not len(ex.record_videos[-1]):
-                raise InputError(f"{where}: empty history (no photo_inter_his and no comment_inter_his)")
-            if with_pos:
-                if "pos_comments" not in row:
-                    raise InputError(f"{where}: missing field 'pos_comments'")
-                pos = cid.many(row["pos_comments"], where + " pos_comments")
-                if not len(pos):
-                    raise InputError(f"{where}: empty pos_comments")
-                ex.pos_comments.append(pos)
+    for where, line in _json_lines(path):
+        try:
+            row = json.loads(line)
+            user, target = row["user_id"], row["target_photo"]
+            vh = row["photo_inter_his"]
+            ch = row.get("comment_inter_his") or [[], []]
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: not valid JSON ({e.msg})") from None
+        except (KeyError, TypeError) as e:
+            raise InputError(f"{where}: missing field {e}") from None
+        if not (isinstance(ch, list) and len(ch) == 2 and len(ch[0]) == len(ch[1])):
+            raise InputError(f"{where}: comment_inter_his must be [[video ids], [[comment ids], ...]] of equal lengths")
+        targets.append(vid(target, where + " target_photo"))
+        ex.users.append(str(user))
+        ex.video_hist.append(vid.many(vh, where + " photo_inter_his"))
+        ex.record_videos.append(vid.many(ch[0], where + " comment_inter_his"))
+        ex.record_comments.append([cid.many(c, where + " comment_inter_his") for c in ch[1]])
+        if not len(ex.video_hist[-1]) and not len(ex.record_videos[-1]):
+            raise InputError(f"{where}: empty history (no photo_inter_his and no comment_inter_his)")
+        if with_pos:
+            if "pos_comments" not in row:
+                raise InputError(f"{where}: missing field 'pos_comments'")
+            pos = cid.many(row["pos_comments"], where + " pos_comments")
+            if not len(pos):
+                raise InputError(f"{where}: empty pos_comments")
+            ex.pos_comments.append(pos)
     ex.target = np.array(targets, np.int64)
     return ex
 
@@ -256,31 +252,35 @@ def read_dataset(root: str | Path, allow_pickle: bool = False) -> Dataset:
     return Dataset(video_ids, comment_ids, titles, texts, comment_lists, splits, meta, logged)
 
 
-def _read_logged(path: Path, ex: Examples, vid: _Indexer, cid: _Indexer) -> LoggedSlates:
-    cols = {"example": [], "request_id": [], "candidates": [], "shown": [], "propensity": [], "positive": []}
+def _json_lines(path: Path):
+    """(where, line) for every non-blank line of a JSON-lines file; ``where`` names it in errors."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name} line {lineno}"
-            try:
-                row = json.loads(line)
-                n, rid = int(row["example"]), int(row["request_id"])
-                cand, shown = cid.many(row["candidates"], where + " candidates"), cid.many(row["shown"], where + " shown")
-                prop, pos = np.asarray(row["propensities"], np.float64), np.asarray(row["positives"], bool)
-                user, target = str(row["user_id"]), row["target_photo"]
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-            except (KeyError, TypeError, ValueError) as e:
-                raise InputError(f"{where}: missing or malformed field ({e})") from None
-            if not 0 <= n < len(ex) or ex.users[n] != user or ex.target[n] != vid(target, where + " target_photo"):
-                raise InputError(f"{where}: example {n} is not user {user!r}'s comment example for video {target!r}")
-            if not (len(shown) == len(prop) == len(pos)) or not np.all((prop > 0) & (prop <= 1)):
-                raise InputError(f"{where}: shown, propensities (in (0, 1]) and positives must be equally long")
-            if not np.isin(shown, cand).all():
-                raise InputError(f"{where}: a shown comment is not among the candidates")
-            for k, v in zip(cols, (n, rid, cand, shown, prop, pos)):
-                cols[k].append(v)
+            if line.strip():
+                yield f"{path.name} line {lineno}", line
+
+
+def _read_logged(path: Path, ex: Examples, vid: _Indexer, cid: _Indexer) -> LoggedSlates:
+    cols = {"example": [], "request_id": [], "candidates": [], "shown": [], "propensity": [], "positive": []}
+    for where, line in _json_lines(path):
+        try:
+            row = json.loads(line)
+            n, rid = int(row["example"]), int(row["request_id"])
+            cand, shown = cid.many(row["candidates"], where + " candidates"), cid.many(row["shown"], where + " shown")
+            prop, pos = np.asarray(row["propensities"], np.float64), np.asarray(row["positives"], bool)
+            user, target = str(row["user_id"]), row["target_photo"]
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: not valid JSON ({e.msg})") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{where}: missing or malformed field ({e})") from None
+        if not 0 <= n < len(ex) or ex.users[n] != user or ex.target[n] != vid(target, where + " target_photo"):
+            raise InputError(f"{where}: example {n} is not user {user!r}'s comment example for video {target!r}")
+        if not (len(shown) == len(prop) == len(pos)) or not np.all((prop > 0) & (prop <= 1)):
+            raise InputError(f"{where}: shown, propensities (in (0, 1]) and positives must be equally long")
+        if not np.isin(shown, cand).all():
+            raise InputError(f"{where}: a shown comment is not among the candidates")
+        for k, v in zip(cols, (n, rid, cand, shown, prop, pos)):
+            cols[k].append(v)
     return LoggedSlates(np.array(cols["example"], np.int64), np.array(cols["request_id"], np.int64),
                         cols["candidates"], cols["shown"], cols["propensity"], cols["positive"])
 
