@@ -7,12 +7,15 @@ report as the whole table, and the engine that computed them does not matter.
 
 A result is never a silent number: a test that cannot be computed (zero variance, a zero ratio
 denominator, a non-positive baseline for a relative lift) has None in its place and says why in
-``flags``; bad input raises InputError.
+``flags``; bad input raises InputError. A flag is a typed value (a ``FlagKind`` and the text derived
+from it); what a result withholds is decided on the kinds, and ``MetricResult.flags`` carries the texts.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,6 +31,33 @@ from abtest.srm import SRM_ALPHA, SRMResult, srm
 
 ENGINES = ("duckdb", "spark")
 IMBALANCE_ALPHA = 0.001  # CUPED health check: pre-period means that differ this much between arms
+
+
+class FlagKind(Enum):
+    """What went wrong with one comparison; the value is the template of the flag's text."""
+
+    NO_RATIO = "denominator {den!r} is 0 in the {arm} arm: no ratio"
+    ZERO_VARIANCE = "zero variance: no test"
+    CONTROL_NOT_POSITIVE = "control mean <= 0: no relative lift"
+    TREATMENT_NOT_POSITIVE = "treatment mean <= 0: no relative interval"
+    PRE_IMBALANCE = "pre-period imbalance between arms (p={p:.2g}): check the assignment"
+    SLOPE_SIGNS = "covariate slope has opposite signs in the two arms"
+    TOO_FEW_FOR_ADJUSTMENT = "too few units for covariate adjustment: unadjusted"
+
+
+# What each kind withholds: no test at all; no relative lift; no relative interval.
+NO_TEST = frozenset({FlagKind.NO_RATIO, FlagKind.ZERO_VARIANCE})
+NO_REL = NO_TEST | {FlagKind.CONTROL_NOT_POSITIVE}
+NO_REL_CI = NO_REL | {FlagKind.TREATMENT_NOT_POSITIVE}
+
+
+class Flag(NamedTuple):
+    kind: FlagKind
+    text: str  # as the report's JSON writes it
+
+    @classmethod
+    def of(cls, kind: FlagKind, **detail) -> "Flag":
+        return cls(kind, kind.value.format(**detail))
 
 
 @dataclass(frozen=True)
@@ -93,7 +123,7 @@ class MetricResult:
     theta: tuple | None = None  # CUPED θ (one per covariate); Lin: control's slopes
     theta_treatment: tuple | None = None
     variance_reduction: float | None = None
-    flags: tuple = ()
+    flags: tuple = ()  # the texts of the comparison's Flags
     sequential: dict | None = None
     mann_whitney_p_value: float | None = None
 
@@ -133,33 +163,35 @@ def _kind(spec: MetricSpec, arms) -> str:
     return "proportion"
 
 
-def _flags(spec: MetricSpec, cmp, c_block, t_block, lay: Layout, adjustment: str, alpha: float) -> list[str]:
+def _flags(spec: MetricSpec, cmp, c_block, t_block, lay: Layout, adjustment: str, alpha: float) -> list[Flag]:
     flags = []
     if spec.is_ratio:
         for name, block in (("control", c_block), ("treatment", t_block)):
             if block.moments.mean[1] == 0:
-                flags.append(f"denominator {spec.den!r} is 0 in the {name} arm: no ratio")
+                flags.append(Flag.of(FlagKind.NO_RATIO, den=spec.den, arm=name))
     if not flags and not (float(cmp.abs.se) > 0):
-        flags.append("zero variance: no test")
+        flags.append(Flag.of(FlagKind.ZERO_VARIANCE))
     if float(cmp.control_mean) <= 0:
-        flags.append("control mean <= 0: no relative lift")
+        flags.append(Flag.of(FlagKind.CONTROL_NOT_POSITIVE))
     elif float(cmp.treatment_mean) <= 0:
-        flags.append("treatment mean <= 0: no relative interval")
+        flags.append(Flag.of(FlagKind.TREATMENT_NOT_POSITIVE))
     if lay.covariates:
         cov_layout = Layout(lay.covariates[0])
         check = compare(c_block.moments, t_block.moments, cov_layout, "none", alpha)
         if float(check.abs.p_value) < IMBALANCE_ALPHA:
-            flags.append(f"pre-period imbalance between arms (p={float(check.abs.p_value):.2g}): check the assignment")
+            flags.append(Flag.of(FlagKind.PRE_IMBALANCE, p=float(check.abs.p_value)))
         if adjustment == "lin" and float(cmp.coef_control[0]) * float(cmp.coef_treatment[0]) < 0:
-            flags.append("covariate slope has opposite signs in the two arms")
+            flags.append(Flag.of(FlagKind.SLOPE_SIGNS))
     return flags
 
 
-def _result(spec, variant, cmp, c_block, t_block, lay, adjustment, config: ReportConfig) -> MetricResult:
-    flags = _flags(spec, cmp, c_block, t_block, lay, adjustment, config.alpha)
-    broken = any(f.startswith(("denominator", "zero variance")) for f in flags)
-    no_rel = broken or any(f.startswith("control mean") for f in flags)
-    no_rel_ci = no_rel or any(f.startswith("treatment mean") for f in flags)
+def _result(spec, variant, cmp, c_block, t_block, lay, adjustment, config: ReportConfig,
+            notes: tuple[Flag, ...] = ()) -> MetricResult:
+    flags = [*notes, *_flags(spec, cmp, c_block, t_block, lay, adjustment, config.alpha)]
+    kinds = {f.kind for f in flags}
+    broken = not kinds.isdisjoint(NO_TEST)
+    no_rel = not kinds.isdisjoint(NO_REL)
+    no_rel_ci = not kinds.isdisjoint(NO_REL_CI)
     seq = None
     p_value = None if broken else _num(cmp.abs.p_value)
     abs_ci = None if broken else _pair(cmp.abs.ci_low, cmp.abs.ci_high)
@@ -192,7 +224,7 @@ def _result(spec, variant, cmp, c_block, t_block, lay, adjustment, config: Repor
         theta=tuple(float(x) for x in cmp.coef_control) if cuped else None,
         theta_treatment=tuple(float(x) for x in cmp.coef_treatment) if adjustment == "lin" else None,
         variance_reduction=_num(cmp.variance_reduction) if cuped and not broken else None,
-        flags=tuple(flags), sequential=seq)
+        flags=tuple(f.text for f in flags), sequential=seq)
 
 
 def _variants(agg: Aggregates, config: ReportConfig) -> dict:
@@ -236,13 +268,13 @@ def analyze(agg: Aggregates, specs: list[MetricSpec], config: ReportConfig, sour
             missing_groups.setdefault(agg.missing[spec.name], []).append(spec.name)
         arms = agg.blocks[spec.name]
         for variant in list(variants)[1:]:
-            pair_layout, pair_adjustment, note = lay, adjustment, ()
+            pair_layout, pair_adjustment, notes = lay, adjustment, ()
             if adjustment != "none" and min(variants[config.control], variants[variant]) < len(lay.covariates) + 3:
                 pair_layout, pair_adjustment = Layout(lay.outcome), "none"
-                note = ("too few units for covariate adjustment: unadjusted",)
+                notes = (Flag.of(FlagKind.TOO_FEW_FOR_ADJUSTMENT),)
             cmp = compare(arms[config.control].moments, arms[variant].moments, pair_layout, pair_adjustment, config.alpha)
-            result = _result(spec, variant, cmp, arms[config.control], arms[variant], pair_layout, pair_adjustment, config)
-            result = replace(result, flags=note + result.flags)
+            result = _result(spec, variant, cmp, arms[config.control], arms[variant], pair_layout, pair_adjustment,
+                             config, notes)
             if mann_whitney_p and (spec.name, variant) in mann_whitney_p:
                 result = replace(result, mann_whitney_p_value=mann_whitney_p[(spec.name, variant)])
             results.append(result)
