@@ -41,7 +41,8 @@ import numpy as np
 from scipy.stats import norm
 
 ESTIMATORS = ("ips", "snips", "dm", "dr", "all")
-# Which estimators each --estimator choice runs, per level ("item": top of the slate; "slate": whole slate).
+# Which estimators each --estimator choice runs, per level ("item": top of the slate; "slate": whole slate);
+# ITEM_FUNCTIONS and SLATE_FUNCTIONS (below) say how each is computed.
 ITEM_ESTIMATORS = {"ips": ("ips",), "snips": ("snips",), "dm": ("dm",), "dr": ("dr",)}
 SLATE_ESTIMATORS = {"ips": ("iips", "rips", "sips"), "snips": ("sn-iips", "sn-rips"), "dm": ("dm",), "dr": ("dr",)}
 _CERTAIN = 1.0 - 1e-12  # a logged probability this close to 1 means the logging policy had no choice
@@ -331,6 +332,43 @@ class Evaluation(NamedTuple):
     results: list[Result]
 
 
+class _Logged(NamedTuple):
+    """What every estimator of ``evaluate`` reads: [n, K] arrays of one target on the logged requests."""
+
+    r: np.ndarray  # rewards, 0 past a slate's end
+    mask: np.ndarray  # the logged slate's positions
+    tmask: np.ndarray  # the target slate's positions
+    lm: np.ndarray  # logging marginal, logging prefix, target marginal, target prefix of the logged items
+    lp: np.ndarray
+    tm: np.ndarray
+    tp: np.ndarray
+    q: dict  # "dm": q̂ of the target's items; "dr": (q̂ logged, q̂ target), cross-fitted
+    kw: dict  # alpha, clusters
+
+
+def _last(d: _Logged, a: np.ndarray) -> np.ndarray:
+    """[n]: each request's value at its slate's last position (a whole-slate probability, for prefixes)."""
+    return a[np.arange(len(a)), np.maximum(d.mask.sum(axis=1) - 1, 0)]
+
+
+# The estimators of ``evaluate``, per level, by name; each reads the logged requests and one target.
+ITEM_FUNCTIONS = {
+    "ips": lambda d: ips(d.r[:, 0], d.lm[:, 0], d.tm[:, 0], **d.kw),
+    "snips": lambda d: snips(d.r[:, 0], d.lm[:, 0], d.tm[:, 0], **d.kw),
+    "dm": lambda d: dm(d.q["dm"][:, 0], **d.kw),
+    "dr": lambda d: dr(d.r[:, 0], d.lm[:, 0], d.tm[:, 0], d.q["dr"][0][:, 0], d.q["dr"][1][:, 0], **d.kw),
+}
+SLATE_FUNCTIONS = {
+    "iips": lambda d: slate_ips(d.r, d.lm, d.tm, mask=d.mask, **d.kw),
+    "rips": lambda d: slate_ips(d.r, d.lp, d.tp, mask=d.mask, **d.kw),
+    "sips": lambda d: standard_slate_ips(d.r, _last(d, d.lp), _last(d, d.tp), mask=d.mask, **d.kw),
+    "sn-iips": lambda d: slate_ips(d.r, d.lm, d.tm, mask=d.mask, self_normalize=True, **d.kw),
+    "sn-rips": lambda d: slate_ips(d.r, d.lp, d.tp, mask=d.mask, self_normalize=True, **d.kw),
+    "dm": lambda d: slate_dm(d.q["dm"], mask=d.tmask, **d.kw),
+    "dr": lambda d: slate_dr(d.r, d.lm, d.tm, d.q["dr"][0], d.q["dr"][1], mask=d.mask, **d.kw),
+}
+
+
 def evaluate(
     rewards, items, logging_marginal, logging_prefix, target_items, target_marginal, target_prefix, *,
     clusters=None, folds=None, estimator: str = "all", alpha: float = 0.05, prior_strength: float = 5.0,
@@ -350,14 +388,10 @@ def evaluate(
     mask = items >= 0
     n, K = items.shape
     r = np.where(mask, np.asarray(rewards, dtype=np.float64), 0.0)
-    lm, lp = np.asarray(logging_marginal, np.float64), np.asarray(logging_prefix, np.float64)
-    tm, tp = np.asarray(target_marginal, np.float64), np.asarray(target_prefix, np.float64)
     kw = {"alpha": alpha, "clusters": clusters}
     if folds is None:
         folds = np.zeros(n, dtype=np.int64) if clusters is None else np.asarray(clusters) % 2
-    names = ("ips", "snips", "dm", "dr") if estimator == "all" else (estimator,)
-    item_names = [e for name in names for e in ITEM_ESTIMATORS[name]]
-    slate_names = [e for name in names for e in SLATE_ESTIMATORS[name]]
+    names = tuple(ITEM_ESTIMATORS) if estimator == "all" else (estimator,)
 
     positions = np.broadcast_to(np.arange(K), (n, K))
     tmask = target_items >= 0
@@ -370,33 +404,16 @@ def evaluate(
         q_logged, q_target = cross_fit(items[mask], positions[mask], r[mask], fold2[mask],
                                        [(items, positions, fold2), (target_items, positions, fold2)], prior_strength)
         q["dr"] = (np.where(mask, q_logged, 0.0), np.where(tmask, q_target, 0.0))
+    logged = _Logged(r, mask, tmask, np.asarray(logging_marginal, np.float64), np.asarray(logging_prefix, np.float64),
+                     np.asarray(target_marginal, np.float64), np.asarray(target_prefix, np.float64), q, kw)
 
     logging = {"item": on_policy(r[:, 0], **kw), "slate": on_policy(r, **kw)}
     results = []
-    for name in item_names:
-        if name == "ips":
-            est = ips(r[:, 0], lm[:, 0], tm[:, 0], **kw)
-        elif name == "snips":
-            est = snips(r[:, 0], lm[:, 0], tm[:, 0], **kw)
-        elif name == "dm":
-            est = dm(q["dm"][:, 0], **kw)
-        else:
-            est = dr(r[:, 0], lm[:, 0], tm[:, 0], q["dr"][0][:, 0], q["dr"][1][:, 0], **kw)
-        results.append(Result("item", name, est, lift(est, logging["item"], **kw)))
-    last = np.maximum(mask.sum(axis=1) - 1, 0)
-    for name in slate_names:
-        if name in ("iips", "sn-iips"):
-            est = slate_ips(r, lm, tm, mask=mask, self_normalize=name.startswith("sn"), **kw)
-        elif name in ("rips", "sn-rips"):
-            est = slate_ips(r, lp, tp, mask=mask, self_normalize=name.startswith("sn"), **kw)
-        elif name == "sips":
-            rows = np.arange(n)
-            est = standard_slate_ips(r, lp[rows, last], tp[rows, last], mask=mask, **kw)
-        elif name == "dm":
-            est = slate_dm(q["dm"], mask=tmask, **kw)
-        else:
-            est = slate_dr(r, lm, tm, q["dr"][0], q["dr"][1], mask=mask, **kw)
-        results.append(Result("slate", name, est, lift(est, logging["slate"], **kw)))
+    for level, chosen, functions in (("item", ITEM_ESTIMATORS, ITEM_FUNCTIONS),
+                                     ("slate", SLATE_ESTIMATORS, SLATE_FUNCTIONS)):
+        for name in (e for choice in names for e in chosen[choice]):
+            est = functions[name](logged)
+            results.append(Result(level, name, est, lift(est, logging[level], **kw)))
     return Evaluation(logging, results)
 
 

@@ -165,6 +165,23 @@ def test_evaluate_runs_every_family_and_weights_one_reproduce_on_policy():
         ope.evaluate(rewards, items, marg, pre, items, marg, pre, estimator="magic")
 
 
+def test_evaluate_dispatches_from_the_estimator_tables():
+    """Every estimator a --estimator choice names has a function, and each choice runs exactly its row."""
+    for chosen, functions in ((ope.ITEM_ESTIMATORS, ope.ITEM_FUNCTIONS), (ope.SLATE_ESTIMATORS, ope.SLATE_FUNCTIONS)):
+        assert set(chosen) == set(ope.ESTIMATORS) - {"all"}
+        assert {e for names in chosen.values() for e in names} == set(functions)
+    rng = np.random.default_rng(1)
+    n, K = 60, 3
+    items = rng.integers(0, 10, size=(n, K))
+    rewards = rng.exponential(size=(n, K))
+    marg = rng.uniform(0.2, 0.9, size=(n, K))
+    pre = np.cumprod(marg, axis=1)
+    for choice in ope.ITEM_ESTIMATORS:
+        ev = ope.evaluate(rewards, items, marg, pre, items, marg, pre, clusters=np.arange(n) // 3, estimator=choice)
+        assert [(r.level, r.estimator) for r in ev.results] == (
+            [("item", e) for e in ope.ITEM_ESTIMATORS[choice]] + [("slate", e) for e in ope.SLATE_ESTIMATORS[choice]])
+
+
 def test_compare_warns_about_support_and_sampled_targets():
     n, K = 20, 2
     items = np.tile(np.arange(K), (n, 1))
