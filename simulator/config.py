@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,26 +215,45 @@ def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)} - {"world", "behaviour"}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _field_type(hint: Any) -> Any:
+    """The type a TOML value must have: ``X | None`` is X (TOML has no null)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    """``value`` (from TOML) as a field of type ``hint``; anything else is left to ``__post_init__``."""
+    kind = _field_type(hint)
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
+            raise InputError(f"{where} must be a list of numbers")
+        return tuple(float(v) for v in value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind in (int, float):
+        if not _is_number(value):
+            raise InputError(f"{where} must be a number, got {value!r}")
+        return float(value) if kind is float else value
+    return value
+
+
 def _build(cls: type, values: Any, section: str, **extra: Any) -> Any:
     if not isinstance(values, dict):
         raise InputError(f"config section [{section}] must be a table")
     unknown = set(values) - _fields(cls)
     if unknown:
         raise InputError(f"unknown field(s) in [{section}]: {', '.join(sorted(unknown))}")
-    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
-    clean = {}
-    for name, value in values.items():
-        if "tuple" in str(kinds[name]):
-            if not isinstance(value, (list, tuple)):
-                raise InputError(f"[{section}] {name} must be a list of numbers")
-            value = tuple(float(v) for v in value)
-        elif kinds[name] == "float" and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif kinds[name] in ("int", "float") and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise InputError(f"[{section}] {name} must be a number, got {value!r}")
-        elif kinds[name] == "bool" and not isinstance(value, bool):
-            raise InputError(f"[{section}] {name} must be true or false, got {value!r}")
-        clean[name] = value
+    hints = typing.get_type_hints(cls)
+    clean = {name: _value(hints[name], value, f"[{section}] {name}") for name, value in values.items()}
     try:
         return cls(**clean, **extra)
     except TypeError as e:
