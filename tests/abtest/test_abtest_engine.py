@@ -161,6 +161,21 @@ def test_guards_flag_instead_of_silent_numbers(tmp_path):
     assert flat.p_value_adjusted is None and neg.p_value_adjusted == pytest.approx(neg.p_value)  # flagged tests leave the family
 
 
+def test_flag_kinds_decide_what_is_withheld_and_keep_their_texts(tmp_path):
+    from abtest.report import NO_REL, NO_REL_CI, NO_TEST, Flag, FlagKind
+
+    # the texts the report's JSON has always written
+    assert Flag.of(FlagKind.NO_RATIO, den="den", arm="control").text == "denominator 'den' is 0 in the control arm: no ratio"
+    assert Flag.of(FlagKind.PRE_IMBALANCE, p=3.4e-34).text == "pre-period imbalance between arms (p=3.4e-34): check the assignment"
+    assert NO_TEST < NO_REL < NO_REL_CI and FlagKind.PRE_IMBALANCE not in NO_REL_CI
+    df = pd.DataFrame({"user_id": range(8), "variant": ["control"] * 4 + ["treatment"] * 4,
+                       "tneg": [1.0, 2, 1, 2, -1, -2, -3, -1]})
+    df.to_parquet(tmp_path / "u.parquet")
+    (m,) = build_report(tmp_path / "u.parquet", ReportConfig(metrics=("tneg",))).metrics
+    assert m.flags == ("treatment mean <= 0: no relative interval",)
+    assert m.rel_ci is None and m.rel_se_log is None and m.p_value is not None and m.abs_ci is not None
+
+
 def test_proportion_kind(tmp_path):
     df = pd.DataFrame({"user_id": range(6), "variant": ["control"] * 3 + ["treatment"] * 3,
                        "converted": [0, 1, 0, 1, 1, 0], "y": [0.5, 1, 0, 1, 1, 0]})
