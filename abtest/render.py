@@ -89,31 +89,80 @@ HEADERS = ["metric", "variant", "kind", "control", "treatment", "abs effect", "a
            "p", "p adj", "flags"]
 
 
-def print_table(report: Report, console) -> None:
-    """Rich table: the SRM verdict first, then one compact row per metric and variant."""
+def _title(report: Report) -> str:
+    return (f"alpha {report.alpha:g}, {report.correction} correction ({report.scope})"
+            + (", sequential (always-valid)" if report.sequential else ""))
+
+
+def _effect(effect: str, ci: str) -> str:
+    return effect if ci == "–" else f"{effect}\n{ci}"
+
+
+def _notes(report: Report) -> tuple[list[str], list[str]]:
+    """A footnote mark per metric row ("" where it has no flags) and the footnotes' texts, in order."""
+    marks, notes = [], []
+    for m in report.metrics:
+        if m.flags:
+            notes.append(f"{m.name} ({m.variant}): " + "; ".join(m.flags))
+        marks.append(f"[{len(notes)}]" if m.flags else "")
+    return marks, notes
+
+
+def _wide_table(report: Report, marks: list[str]):
+    """One row per metric and variant; each CI stacked under its effect; no cell is ever cut."""
+    from rich import box
     from rich.table import Table
+
+    table = Table(title=_title(report), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    for h in ("metric", "variant", "control", "treatment", "abs effect\n[CI]", "rel effect\n[CI]", "p", "p adj"):
+        table.add_column(h, justify="left" if h in ("metric", "variant") else "right", no_wrap=True)
+    for m, mark in zip(report.metrics, marks):
+        label = " ".join(x for x in ("(CUPED)" if m.cuped else "", mark) if x)
+        significant = m.p_value_adjusted is not None and m.p_value_adjusted < report.alpha
+        table.add_row(m.name + (f"\n  {label}" if label else ""), m.variant, _f(m.control_mean), _f(m.treatment_mean),
+                      _effect(_f(m.abs_effect), _ci(m.abs_ci)), _effect(_pct(m.rel_effect), _ci(m.rel_ci, pct=True)),
+                      _p(m.p_value), _p(m.p_value_adjusted), style="bold" if significant else None, end_section=True)
+    return table
+
+
+def _blocks(report: Report, marks: list[str], console) -> None:
+    """One block per metric and variant, for consoles too narrow for the table."""
+    from rich.table import Table
+
+    console.print(_title(report), highlight=False)
+    for m, mark in zip(report.metrics, marks):
+        significant = m.p_value_adjusted is not None and m.p_value_adjusted < report.alpha
+        head = " ".join(x for x in (m.name, "(CUPED)" if m.cuped else "", mark, f"— {m.variant} vs {report.control}") if x)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column()
+        grid.add_row("means", f"{report.control} {_f(m.control_mean)} · {m.variant} {_f(m.treatment_mean)}")
+        grid.add_row("abs effect", f"{_f(m.abs_effect)}  {_ci(m.abs_ci)}")
+        grid.add_row("rel effect", f"{_pct(m.rel_effect)}  {_ci(m.rel_ci, pct=True)}")
+        grid.add_row("p", f"{_p(m.p_value)}  (adjusted {_p(m.p_value_adjusted)})")
+        console.print()
+        console.print(head, style="bold" if significant else None, highlight=False)
+        console.print(grid, highlight=False)
+
+
+def print_table(report: Report, console) -> None:
+    """The SRM verdict first, then one row per metric and variant: a table where it fits the console
+    whole, else one block per metric (full names and whole numbers at any width); then the flags."""
+    from rich.measure import Measurement
 
     style = "bold red" if report.srm.mismatch else "bold green"
     console.print(srm_line(report), style=style, highlight=False)
-    title = (f"alpha {report.alpha:g}, {report.correction} correction ({report.scope})"
-             + (", sequential (always-valid)" if report.sequential else ""))
-    table = Table(title=title, title_justify="left")
-    for h in ("metric", "variant", "control", "treatment", "abs effect [CI]", "rel effect [CI]", "p", "p adj"):
-        table.add_column(h, justify="left" if h in ("metric", "variant") else "right")
-    notes = []
-    for m in report.metrics:
-        mark = ""
-        if m.flags:
-            notes.append(f"[{len(notes) + 1}] {m.name} ({m.variant}): " + "; ".join(m.flags))
-            mark = f" [{len(notes)}]"
-        significant = m.p_value_adjusted is not None and m.p_value_adjusted < report.alpha
-        table.add_row(m.name + (" (CUPED)" if m.cuped else "") + mark, m.variant, _f(m.control_mean),
-                      _f(m.treatment_mean), f"{_f(m.abs_effect)} {_ci(m.abs_ci)}",
-                      f"{_pct(m.rel_effect)} {_ci(m.rel_ci, pct=True)}", _p(m.p_value), _p(m.p_value_adjusted),
-                      style="bold" if significant else None)
-    console.print(table)
-    for note in notes:
-        console.print(note, highlight=False)
+    marks, notes = _notes(report)
+    table = _wide_table(report, marks)
+    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum  # unclamped
+    if natural <= console.width:
+        console.print(table, highlight=False)
+    else:
+        _blocks(report, marks, console)
+        console.print()
+    for mark, note in zip((m for m in marks if m), notes):
+        console.print(f"{mark} {note}", highlight=False)
 
 
 def forest_plot_png(report: Report) -> bytes:
@@ -167,22 +216,28 @@ def to_markdown(report: Report, image: str) -> str:
 
 def to_html(report: Report, png: bytes) -> str:
     e = html.escape
-    rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for _, row in _rows(report))
+    marks, notes = _notes(report)
+    rows = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row[:-1])
+                   + (f'<td><a href="#flag-{mark[1:-1]}">{mark}</a></td>' if mark else "<td></td>") + "</tr>"
+                   for (_, row), mark in zip(_rows(report), marks))
+    flags = "".join(f'<li id="flag-{i}">{e(n)}</li>' for i, n in enumerate(notes, start=1))
     variance = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in _variance_rows(report))
     warnings = "".join(f"<li>{e(w)}</li>" for w in report.warnings)
     colour = "#b00020" if report.srm.mismatch else "#1b5e20"
     img = base64.b64encode(png).decode()
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Experiment report</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:0.9em}}.wide{{overflow-x:auto}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}}td:first-child{{text-align:left}}
+</style></head>
 <body><h1>Experiment report</h1>
 <p style="color:{colour};font-weight:bold">{e(srm_line(report))}</p>
-<table><tr>{''.join(f'<th>{e(h)}</th>' for h in HEADERS)}</tr>{rows}</table>
+<div class="wide"><table id="metrics"><tr>{''.join(f'<th>{e(h)}</th>' for h in HEADERS)}</tr>{rows}</table></div>
+{'<ol class="flags">' + flags + '</ol>' if flags else ''}
 <p>alpha {report.alpha:g}; p adj: {e(report.correction)} ({e(report.scope)}); p tests the absolute effect;
 relative CIs are on the log scale.</p>
 {'<h2>Variance reduction by CUPED</h2><table><tr><th>metric</th><th>variant</th><th>adjustment</th><th>θ</th><th>variance reduction</th></tr>' + variance + '</table>' if variance else ''}
-<h2>Relative lifts</h2><img alt="forest plot of relative lifts" src="data:image/png;base64,{img}">
+<h2>Relative lifts</h2><img id="forest-plot" alt="forest plot of relative lifts" src="data:image/png;base64,{img}">
 {'<h2>Warnings</h2><ul>' + warnings + '</ul>' if warnings else ''}
 </body></html>
 """
