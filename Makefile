@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench clean chromium
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -18,11 +18,23 @@ $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -m pip install -e '.[test]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $(STAMP)
 
+# The HTML report's browser test renders it in Debian's chromium: installed here when missing.
+# Without apt-get (or when it fails) one line says so, and that test skips with the reason.
+chromium: | $(PY)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "chromium: no apt-get here, not installed; the HTML browser test will skip"; \
+	  else \
+	    echo "installing chromium with apt-get (log: $(VENV)/apt.log)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > $(VENV)/apt.log 2>&1 \
+	      || echo "chromium: apt-get install failed (see $(VENV)/apt.log); the HTML browser test will skip"; \
+	  fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/lsvcr demo --out runs/demo
 	$(PY) bench/update_readme.py --demo runs/demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
 test-slow: $(STAMP)
