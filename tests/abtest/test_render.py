@@ -69,8 +69,8 @@ def test_table_is_a_table_where_it_fits_and_blocks_where_it_does_not(three_arms)
 def _chromium() -> str:
     found = shutil.which("chromium")
     if found is None:
-        pytest.skip("chromium is not installed: `make test` installs Debian's chromium with apt-get, "
-                    "which was not available on this machine")
+        pytest.skip("chromium is not installed and could not be: `make test` installs Debian's chromium with "
+                    "apt-get, which is missing here or failed (see .venv/apt.log)")
     return found
 
 
