@@ -1,7 +1,7 @@
 """Show a Report: a rich table, JSON, Markdown or HTML (with a forest plot of relative lifts).
 
 Rendering computes no statistic: every number comes from the Report. Files written with ``out``
-go to a temporary name in the same folder and are renamed into place.
+go to a temporary name in the same folder and are renamed into place (``atomic``).
 """
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import base64
 import html
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+import atomic
 from abtest.report import MetricResult, Report
 
 FORMATS = ("table", "json", "markdown", "html")
@@ -244,16 +243,8 @@ relative CIs are on the log scale.</p>
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``atomic.write_bytes``: a temporary file beside ``path``, renamed into place (cli.py uses this name)."""
+    atomic.write_bytes(path, data)
 
 
 def emit(report: Report, fmt: str, out: Path | None, console) -> list[Path]:
@@ -278,7 +269,7 @@ def emit(report: Report, fmt: str, out: Path | None, console) -> list[Path]:
             image = "data:image/png;base64," + base64.b64encode(png).decode()
         else:
             image_path = Path(out).with_name(Path(out).stem + "_forest.png")
-            write_atomic(image_path, png)
+            atomic.write_bytes(image_path, png)
             written.append(image_path)
             image = image_path.name
         text = to_markdown(report, image)
@@ -288,6 +279,6 @@ def emit(report: Report, fmt: str, out: Path | None, console) -> list[Path]:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        write_atomic(Path(out), text.encode())
+        atomic.write_text(Path(out), text)
         written.append(Path(out))
     return written
