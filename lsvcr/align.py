@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -65,6 +64,7 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+import atomic
 from lsvcr import distributed, text
 from lsvcr.align_data import POSITION_IDS, RECORD_FALLBACKS, AlignBatch, AlignSamples, rank_slice
 from lsvcr.config import LSVCRConfig, TextConfig, dumps, from_dict, to_dict
@@ -305,22 +305,18 @@ def train_step(aligner: Aligner, opt: torch.optim.Optimizer, params: list[nn.Par
 def save_checkpoint(directory: Path, aligner: nn.Module, opt: torch.optim.Optimizer, step: int,
                     cfg: AlignConfig, report: AlignReport) -> None:
     """``trainable.safetensors``, ``optimizer.safetensors`` (AdamW moments and step counts per parameter)
-    and ``trainer.json``; written under a temp name and renamed."""
+    and ``trainer.json``; written under a temp name and renamed (atomic.publishing_dir)."""
     params = trainable(aligner)
     names = list(params)
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({n: p.detach().cpu().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
-    sd = opt.state_dict()
-    opt_tensors = {f"{names[i]}::{k}": v.detach().cpu().contiguous().reshape(v.shape)
-                   for i, st in sd["state"].items() for k, v in st.items()}
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    groups = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
-    (tmp / "trainer.json").write_text(dumps({"step": step, "param_names": names, "param_groups": groups,
-                                             "align_config": asdict(cfg), "report": asdict(report)}))
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
+    with atomic.publishing_dir(directory, parents=True) as tmp:
+        save_file({n: p.detach().cpu().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
+        sd = opt.state_dict()
+        opt_tensors = {f"{names[i]}::{k}": v.detach().cpu().contiguous().reshape(v.shape)
+                       for i, st in sd["state"].items() for k, v in st.items()}
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+        (tmp / "trainer.json").write_text(dumps({"step": step, "param_names": names, "param_groups": groups,
+                                                 "align_config": asdict(cfg), "report": asdict(report)}))
 
 
 _RUN_ONLY = {"threads", "checkpoint_every", "embed_batch_size", "device"}  # may change on resume

@@ -1,16 +1,16 @@
 """Model directories: ``config.json`` + ``model.safetensors`` (+ ``text_embeddings.safetensors``,
 ``metrics.json``). No pickle anywhere. A directory is written under a temp name and renamed into
-place once complete."""
+place once complete (atomic.publishing_dir)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+import atomic
 from lsvcr import text
 from lsvcr.config import dumps, from_dict, to_dict
 from lsvcr.data.layout import Dataset
@@ -44,27 +44,23 @@ def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metric
     ``timings`` (wall-clock seconds, throughput) go to ``timings.json``, apart from the results, so
     that every other file is the same bytes in two runs with one seed."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if dataset is not None:
-        (tmp / IDS_FILE).write_text(json.dumps({"video_ids": dataset.video_ids, "comment_ids": dataset.comment_ids,
-                                                "build": dataset.meta.get("build")}))
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
-    if isinstance(model, LSVCRRecommender):
-        text.save_text_embeddings(tmp / text.FILE, model.title_text.cpu(), model.comment_text.cpu(),
-                                  config["dataset"]["fingerprint"], model.text_cfg)
-    if text_encoder is not None:
-        shutil.copytree(text_encoder, tmp / TEXT_ENCODER_DIR)
-    (tmp / "config.json").write_text(dumps(config))
-    if metrics is not None:
-        (tmp / "metrics.json").write_text(dumps(metrics))
-    if timings is not None:
-        (tmp / "timings.json").write_text(dumps(timings))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic.publishing_dir(out, parents=True) as tmp:
+        if dataset is not None:
+            (tmp / IDS_FILE).write_text(json.dumps({"video_ids": dataset.video_ids,
+                                                    "comment_ids": dataset.comment_ids,
+                                                    "build": dataset.meta.get("build")}))
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format_version": str(FORMAT_VERSION)})
+        if isinstance(model, LSVCRRecommender):
+            text.save_text_embeddings(tmp / text.FILE, model.title_text.cpu(), model.comment_text.cpu(),
+                                      config["dataset"]["fingerprint"], model.text_cfg)
+        if text_encoder is not None:
+            shutil.copytree(text_encoder, tmp / TEXT_ENCODER_DIR)
+        (tmp / "config.json").write_text(dumps(config))
+        if metrics is not None:
+            (tmp / "metrics.json").write_text(dumps(metrics))
+        if timings is not None:
+            (tmp / "timings.json").write_text(dumps(timings))
     return out
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+import atomic
 from lsvcr.config import TextConfig
 from lsvcr.errors import InputError
 
@@ -86,11 +87,11 @@ def encode_items(titles: list[str], comments: list[str], cfg: TextConfig = TextC
 
 def save_text_embeddings(path: Path, titles: torch.Tensor, comments: torch.Tensor, fingerprint: str,
                          cfg: TextConfig = TextConfig()) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"titles": titles.contiguous(), "comments": comments.contiguous()}, str(tmp),
-              metadata={"text": json.dumps({"fingerprint": fingerprint, "encoder": cfg.encoder, "config": cfg.__dict__},
-                                           sort_keys=True)})  # one key: safetensors orders several at random
-    os.replace(tmp, path)
+    with atomic.writing(path) as tmp:
+        save_file({"titles": titles.contiguous(), "comments": comments.contiguous()}, str(tmp),
+                  metadata={"text": json.dumps({"fingerprint": fingerprint, "encoder": cfg.encoder,
+                                                "config": cfg.__dict__},
+                                               sort_keys=True)})  # one key: safetensors orders several at random
 
 
 def load_text_embeddings(path: Path, fingerprint: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

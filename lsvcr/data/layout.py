@@ -25,12 +25,12 @@ import hashlib
 import json
 import os
 import pickle
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+import atomic
 from lsvcr.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -306,9 +306,13 @@ def _example_rows(ds: Dataset, ex: Examples):
 def write_dataset(ds: Dataset, out: str | Path) -> Path:
     """Write ``ds`` into ``out`` (a temp sibling renamed into place once complete)."""
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic.publishing_dir(out, parents=True) as tmp:
+        _write_files(ds, tmp, out)
+    return out
+
+
+def _write_files(ds: Dataset, tmp: Path, out: Path) -> None:
+    """Every file of the dataset into ``tmp``; ``out``: where it will live (meta.json's run_dir is relative to it)."""
 
     def dump(name, obj):
         with open(tmp / name, "w", encoding="utf-8") as f:
@@ -341,7 +345,3 @@ def write_dataset(ds: Dataset, out: str | Path) -> Path:
     if meta.get("run_dir"):  # relative to the dataset dir: the same bytes wherever the runs live
         meta["run_dir"] = os.path.relpath(Path(meta["run_dir"]).resolve(), out.resolve())
     dump("meta.json", {**meta, "fingerprint": ds.fingerprint(), "stats": ds.stats()})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
