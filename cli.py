@@ -2,17 +2,20 @@
 render the result. Bad input raises a package ``InputError`` and exits with code 2 and one line."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
+import pipeline
 from abtest.errors import InputError as AbtestInputError
-from abtest.offline_ab import DEFAULT_ESTIMATOR as DEFAULT_OFFLINE_ESTIMATOR
 from lsvcr.errors import InputError as LsvcrInputError
+from pipeline import resolve_policy, section_model  # noqa: F401  (bench/ope_validation.py imports them from here)
 from simulator.errors import InputError as SimulatorInputError
 
 INPUT_ERRORS = (SimulatorInputError, AbtestInputError, LsvcrInputError)
@@ -55,29 +58,41 @@ def handles_input_errors(fn):
     return wrapper
 
 
+class TableOrJson(str, Enum):
+    """--format of the commands that print a table or JSON (typer rejects any other value: exit 2)."""
+
+    table = "table"
+    json = "json"
+
+
+class ReportFormat(str, Enum):
+    """--format of `lsvcr abtest report`: abtest.render.FORMATS."""
+
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+def print_warnings(warnings) -> None:
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: float, quiet: bool = False):
+    """A ``pipeline.Progress`` on stderr: ``with progress_bar("A/B", days) as update: ... update(day)``."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(label), BarColumn(), TextColumn("day {task.completed:.1f}/{task.total:g}"),
+                  TimeElapsedColumn(), console=err_console, disable=quiet, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda days: bar.update(task, completed=days)
+
+
 # --------------------------------------------------------------------------------------------
 # lsvcr simulate
 # --------------------------------------------------------------------------------------------
-def _simulation_config(config_file, **overrides):
-    from simulator import SimConfig
-
-    base = SimConfig.from_toml(config_file) if config_file else SimConfig()
-    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _run_simulation(config, out: Path, policy: str, explore, temperature, shard, quiet: bool, on_ray=None) -> dict:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from simulator.run import simulate
-
-    with Progress(
-        TextColumn("simulating"), BarColumn(), TextColumn("day {task.completed:.1f}/{task.total:g}"),
-        TimeElapsedColumn(), console=err_console, disable=quiet, transient=True,
-    ) as bar:
-        task = bar.add_task("sim", total=config.days)
-        return simulate(config, out, policy, explore, temperature, shard,
-                        progress=lambda days: bar.update(task, completed=days), on_ray=on_ray)
-
 
 RAY_HELP = ("Run the users as Ray shards (one actor per shard; each day's deltas exchanged through Ray). "
             "Without --ray-address: a local Ray with this machine's cores. The run directory is the one-process run's.")
@@ -145,159 +160,59 @@ def simulate(
     On Ray: lsvcr simulate --out runs/sim --users 2000 --ray (a local Ray on this machine's cores), or
     --ray-address auto | HOST:PORT to join a cluster.
     """
-    from simulator.run import parse_shard
+    from simulator.run import parse_shard, simulate
 
     if policy not in ("random", "popularity", "oracle"):
         fail(f"unknown policy {policy!r}: choose one of random, popularity, oracle")
-    cfg = _simulation_config(config, n_users=users, n_videos=videos, days=days, seed=seed)
-    summary = _run_simulation(cfg, out, policy, explore, temperature, parse_shard(shard), quiet,
-                              ray_options(ray, ray_address, ray_shards))
+    cfg = pipeline.simulation_config(config, n_users=users, n_videos=videos, days=days, seed=seed)
+    shards, on_ray = parse_shard(shard), ray_options(ray, ray_address, ray_shards)
+    with progress_bar("simulating", cfg.days, quiet) as progress:
+        summary = simulate(cfg, out, policy, explore, temperature, shards, progress=progress, on_ray=on_ray)
     render_simulation_summary(summary)
     console.print(f"wrote {out}")
 
 
-DEMO_LOGGING_TEMPERATURE = 1.0  # the logging run: popularity sampled as a Plackett–Luce ranking (exact propensities)
-DEMO_SIZES = {
-    "default": dict(users=1000, videos=1000, days=2, ab_users=2000, sasrec_epochs=30, lsvcr_epochs=4, align_steps=10),
-    "quick": dict(users=300, videos=300, days=1, ab_users=300, sasrec_epochs=10, lsvcr_epochs=2, align_steps=2),
-}
+class TerminalDisplay:
+    """``pipeline.Display`` on the terminal: a rule per stage, each stage's result through its render_*."""
+
+    console = console  # the trainers' progress lines
+
+    def stage(self, title: str) -> None:
+        console.rule(f"[bold]{title}")
+
+    def progress(self, label: str, total: float):
+        return progress_bar(label, total)
+
+    def status(self, message: str):
+        return err_console.status(message)
+
+    def simulation(self, summary: dict) -> None:
+        render_simulation_summary(summary)
+
+    def dataset(self, ds, path: Path) -> None:
+        render_dataset_stats(ds, path)
+
+    def metrics(self, result: dict) -> None:
+        render_metrics(result)
+
+    def offline(self, result: dict) -> None:
+        render_offline(result, console)
+
+    def experiment(self, summary: dict) -> None:
+        console.print(f"{summary['users']} users, {summary['events']:,} events in {summary['wall_s']:.0f} s")
+
+    def report(self, report) -> None:
+        from abtest.render import emit
+
+        print_warnings(report.warnings)
+        emit(report, "table", None, console)
 
 
-def offline_vs_online(offline: dict, online: dict) -> list[str]:
-    """Markdown rows: each metric's offline prediction beside the online A/B's lift, and whether they agree
-    (the same sign where the online lift is significant; the offline interval covering the online point)."""
-    def pct(x):
-        return "–" if x is None else f"{100 * x:+.1f}%"
-
-    rows = ["| metric | offline prediction | online A/B | agree |", "|---|---|---|---|"]
-    by_name = {}
-    for m in online["metrics"]:
-        if m["variant"] == "treatment" and (m["name"] not in by_name or m.get("cuped")):
-            by_name[m["name"]] = m
-    for m in offline["metrics"]:
-        on = by_name.get(m["name"])
-        if on is None:
-            continue
-        if m["rel_effect"] is None:
-            off, verdict = "not identified (" + " ".join(m["flags"]) + ")", "–"
-        else:
-            off = f"{pct(m['rel_effect'])} [{pct(m['rel_ci'][0])}, {pct(m['rel_ci'][1])}]"
-            covers = m["rel_ci"][0] <= on["rel_effect"] <= m["rel_ci"][1]
-            significant = on["p_value"] is not None and on["p_value"] < online["alpha"]
-            same_sign = (m["rel_effect"] > 0) == (on["rel_effect"] > 0)
-            verdict = ("yes" if covers and (same_sign or not significant) else "no") + (
-                f" (sign {'agrees' if same_sign else 'differs'}, CI {'covers' if covers else 'misses'} the online point)")
-        rows.append(f"| {m['name']} | {off} | {pct(on['rel_effect'])} [{pct(on['rel_ci'][0])}, {pct(on['rel_ci'][1])}], "
-                    f"p = {on['p_value']:.3g} | {verdict} |")
-    return rows
-
-
-def run_demo(out: Path, quick: bool, seed: int) -> dict:
-    """The whole pipeline on the embedded default world; every artifact under ``out``:
-    world/ (logging run) → data/ → models/{sasrec,lsvcr} → offline_eval.json → offline_ab.json
-    → ab/ (pre-period + experiment) → report.{json,md,html} → summary.md."""
-    import json
-    import shutil
-    import time
-
-    from abtest.decision import decide
-    from abtest.render import emit, to_json
-    from abtest.report import ReportConfig, build_report
-    from lsvcr.config import FinetuneConfig
-    from lsvcr.data.build import build_dataset
-    from lsvcr.data.layout import write_dataset
-    from lsvcr.evaluate import EvalConfig
-    from lsvcr.align import AlignConfig
-    from lsvcr.train import align_model, evaluate_model, train_model
-    from simulator.experiment import run_experiment, world_config
-
-    size = DEMO_SIZES["quick" if quick else "default"]
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("world", "data", "models", "ab", ".world.new"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    timings: dict[str, float] = {}
-
-    def stage(name: str):
-        console.rule(f"[bold]{name}")
-        timings[name] = time.perf_counter()
-
-    def done(name: str):
-        timings[name] = time.perf_counter() - timings[name]
-
-    stage("1. simulate the platform under an exploring logging policy")
-    cfg = _simulation_config(None, seed=seed, n_users=size["users"], n_videos=size["videos"], days=size["days"])
-    summary = _run_simulation(cfg, out / "world", "popularity", None, DEMO_LOGGING_TEMPERATURE, None, quiet=False)
-    render_simulation_summary(summary)
-    done("1. simulate the platform under an exploring logging policy")
-
-    stage("2. build the dataset")
-    ds = build_dataset(out / "world")
-    write_dataset(ds, out / "data")
-    render_dataset_stats(ds, out / "data")
-    done("2. build the dataset")
-
-    stage("3. train the control (SASRec) and the treatment (LSVCR: stage 1 + stage 2)")
-    models = {"sasrec": out / "models" / "sasrec", "lsvcr": out / "models" / "lsvcr"}
-    train_model(out / "data", models["sasrec"], FinetuneConfig(model="sasrec", epochs=size["sasrec_epochs"], seed=seed), console)
-    aligned = out / "models" / "lsvcr-aligned"  # stage 1: the packaged MiniLM under LoRA
-    align_model(out / "data", aligned, AlignConfig(batch_size=16, max_prompt_tokens=256, max_steps=size["align_steps"],
-                                                   seed=seed), console)
-    train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"], seed=seed),
-                console, init=aligned)
-    done("3. train the control (SASRec) and the treatment (LSVCR: stage 1 + stage 2)")
-
-    stage("4. evaluate offline (test split)")
-    offline_eval = {}
-    for name, model in (("popularity", "popularity"), ("sasrec", str(models["sasrec"])), ("lsvcr", str(models["lsvcr"]))):
-        for protocol in ("sampled100", "full"):
-            result = evaluate_model(model, out / "data", EvalConfig(protocol=protocol, split="test", seed=seed))
-            offline_eval.setdefault(name, {})[protocol] = result["tasks"]
-            render_metrics(result)
-    (out / "offline_eval.json").write_text(json.dumps(offline_eval, indent=1))
-    done("4. evaluate offline (test split)")
-
-    stage("5. predict the A/B offline, from the logs (off-policy)")
-    specs = {"control": f"sasrec:{models['sasrec']}", "treatment": f"lsvcr:{models['lsvcr']}"}
-    offline = offline_prediction(out / "world", specs["control"], specs["treatment"])
-    offline = json.loads(json.dumps(offline).replace(json.dumps(str(out) + "/")[1:-1], ""))  # paths relative to OUT
-    (out / "offline_ab.json").write_text(json.dumps(offline, indent=1, allow_nan=False))
-    render_offline(offline, console)
-    done("5. predict the A/B offline, from the logs (off-policy)")
-
-    stage("6. online A/B on simulated users (1 pre-period day, 1 experiment day)")
-    base = world_config(out / "world")
-    ab_cfg = base.replace(n_users=size["ab_users"], days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
-
-    def factory(spec):
-        return lambda w, comments, config: resolve_policy(spec, w, comments, config)
-
-    ab_summary = run_experiment(ab_cfg, out / "ab", factory(specs["control"]), factory(specs["treatment"]),
-                                (specs["control"], specs["treatment"]), world_dir=out / "world")
-    console.print(f"{ab_summary['users']} users, {ab_summary['events']:,} events in {ab_summary['wall_s']:.0f} s")
-    done("6. online A/B on simulated users (1 pre-period day, 1 experiment day)")
-
-    stage("7. report")
-    report = build_report(out / "ab", ReportConfig())
-    for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    emit(report, "table", None, console)
-    for fmt in ("json", "markdown", "html"):
-        emit(report, fmt, out / f"report.{ {'markdown': 'md'}.get(fmt, fmt) }", console)
-    decision = decide(json.loads(to_json(report)), "comment_watch_time", ("video_watch_time", "sessions"))
-    done("7. report")
-
-    lines = [f"# LSVCR demo — verdict: **{decision.verdict.upper()}**", ""]
-    lines += [f"* {r}" for r in decision.reasons]
-    lines += ["", "Offline prediction (before launch, from the logging run) against the online A/B — treatment vs "
-              "control, relative lift per user, 95% CI:", ""] + offline_vs_online(offline, json.loads(to_json(report)))
-    lines += ["", "Paper (Kuaishou online A/B): +4.13% comment watch time."]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")  # results only: the same bytes per seed
-    (out / "timings.json").write_text(json.dumps({"stages_s": timings}, indent=1))  # wall-clock, apart
+def render_demo_summary(result: pipeline.DemoResult) -> None:
     console.rule("[bold]summary")
-    console.print("\n".join(lines + ["", "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in timings.items()]),
-                  highlight=False)
-    console.print(f"every artifact is in {out}")
-    return {"verdict": decision.verdict, "reasons": decision.reasons, "timings": timings}
+    console.print("\n".join([*result.summary, "", "| stage | seconds |", "|---|---|"]
+                            + [f"| {k} | {v:.0f} |" for k, v in result.timings.items()]), highlight=False)
+    console.print(f"every artifact is in {result.out}")
 
 
 @app.command()
@@ -311,7 +226,7 @@ def demo(
     build the dataset, train SASRec (control) and LSVCR (treatment), evaluate offline, compare the arms
     off-policy from the logs, run an online A/B with a pre-period, report, and call it:
     ship / don't ship / inconclusive."""
-    run_demo(out, quick, seed)
+    render_demo_summary(pipeline.run_demo(out, quick, seed, TerminalDisplay()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +434,7 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="Dataset directory."),
     protocol: str = typer.Option("sampled100", "--protocol", help="sampled100 (paper) | full (every video / every comment of the video) | ips (exposure-debiased: inverse-propensity-weighted metrics on the logged comment slates; needs data built from a run logged with --temperature or --explore)."),
     split: str = typer.Option("test", "--split", help="train | val | test"),
-    fmt: str = typer.Option("table", "--format", help="table | json"),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format"),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled candidates."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle"),
 ) -> None:
@@ -536,12 +451,10 @@ def evaluate(
     from lsvcr.evaluate import EvalConfig
     from lsvcr.train import evaluate_model
 
-    if fmt not in ("table", "json"):
-        fail(f"--format must be table or json, got {fmt!r}")
     if model != "popularity" and not Path(model).is_dir():
         fail(f"--model {model!r} is neither a model directory nor 'popularity'")
     result = evaluate_model(model, data, EvalConfig(protocol=protocol, split=split, seed=seed), allow_pickle)
-    if fmt == "json":
+    if fmt is TableOrJson.json:
         print(json.dumps(result, indent=2))
     else:
         render_metrics(result)
@@ -568,7 +481,7 @@ def abtest_report(
     srm_alpha: float = typer.Option(0.001, "--srm-alpha", help="Alpha of the sample-ratio-mismatch check."),
     winsorize: Optional[float] = typer.Option(None, "--winsorize", metavar="Q", help="Cap mean metrics at their pooled Q quantile (e.g. 0.99)."),
     mann_whitney: bool = typer.Option(False, "--mann-whitney", help="Add Mann–Whitney p-values for mean metrics."),
-    fmt: str = typer.Option("table", "--format", help="table | json | markdown | html (markdown and html add a forest plot)."),
+    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="markdown and html add a forest plot."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
     engine: str = typer.Option("duckdb", "--engine", help="Where the metrics' SQL runs: duckdb (embedded) | spark (PySpark 4; only aggregates leave the cluster)."),
     spark_master: Optional[str] = typer.Option(None, "--spark-master", metavar="URL", help="Spark master, e.g. local[4] or spark://host:7077 (default: local[*])."),
@@ -579,12 +492,10 @@ def abtest_report(
     Example: lsvcr abtest report runs/ab --format markdown --out report.md
     On Spark: lsvcr abtest report runs/ab --engine spark --spark-master local[4]
     """
-    from abtest.render import FORMATS, emit
+    from abtest.render import emit
     from abtest.report import ReportConfig, build_report
     from abtest.spec import parse_covariate, parse_ratio, parse_split
 
-    if fmt not in FORMATS:
-        fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     config = ReportConfig(
         unit_col=unit_col, variant_col=variant_col, control=control, metrics=tuple(metric),
         ratios=tuple(parse_ratio(r) for r in ratio), covariates=tuple(parse_covariate(c) for c in covariate),
@@ -592,9 +503,8 @@ def abtest_report(
         srm_alpha=srm_alpha, winsorize=winsorize, mann_whitney=mann_whitney, engine=engine,
         spark_master=spark_master)
     report = build_report(input, config, table=table)
-    for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    for path in emit(report, fmt, out, console):
+    print_warnings(report.warnings)
+    for path in emit(report, fmt.value, out, console):
         err_console.print(f"wrote {path}", highlight=False)
 
 
@@ -608,7 +518,7 @@ def abtest_power(
     n: Optional[int] = typer.Option(None, "--n", help="Units PER ARM (equal split): solve for the MDE."),
     alpha: float = typer.Option(0.05, "--alpha", help="Two-sided significance level."),
     power: float = typer.Option(0.8, "--power", help="Power."),
-    fmt: str = typer.Option("table", "--format", help="table | json"),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format"),
 ) -> None:
     """Units per arm for a relative MDE, or the MDE for a number of units (normal approximation).
 
@@ -621,11 +531,9 @@ def abtest_power(
     from abtest.power import plan
 
     result = plan(mean, sd, rho=rho, mde_rel=mde, n_per_arm=n, alpha=alpha, power=power)
-    if fmt == "json":
+    if fmt is TableOrJson.json:
         typer.echo(json.dumps(result._asdict(), indent=2))
         return
-    if fmt != "table":
-        fail(f"--format {fmt!r}: choose table or json")
     table = Table(title=f"power {result.power:g}, alpha {result.alpha:g} (two-sided), rho {result.rho:g}", title_justify="left")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -641,60 +549,11 @@ def abtest_power(
 # --------------------------------------------------------------------------------------------
 # lsvcr abtest run (control vs treatment on simulated users)
 # --------------------------------------------------------------------------------------------
-POLICY_SPECS = "random | popularity | oracle | sasrec:MODEL_DIR | lsvcr:MODEL_DIR; popularity@T, oracle@T: sampled (Plackett–Luce at temperature T)"
-
-
-def resolve_policy(spec: str, world, comments, config):
-    """A simulator policy from a SPEC: a built-in name, KIND:MODEL_DIR for a trained model, or
-    NAME@T for a built-in sampled as a Plackett–Luce ranking at temperature T (a "tempered" variant).
-
-    ``sasrec:DIR`` is the control arm "SR without comments or LLM": SASRec ranks videos and comments
-    are ranked by likes. ``lsvcr:DIR`` ranks videos with DIR's video model and comments with the
-    comment model beside it (see lsvcr.policy).
-    """
-    from simulator.run import BUILTIN_POLICIES, make_policy
-
-    name, at, temp = spec.rpartition("@")
-    if at and name in ("popularity", "oracle"):
-        try:
-            temperature = float(temp)
-        except ValueError:
-            fail(f"policy spec {spec!r}: the temperature after @ must be a number")
-        return make_policy(name, world, comments, config, temperature=temperature)
-    if spec in BUILTIN_POLICIES:
-        return make_policy(spec, world, comments, config)
-    kind, sep, path = spec.partition(":")
-    if sep and kind in ("sasrec", "lsvcr") and path:
-        from lsvcr.policy import load_policy
-
-        return load_policy(kind, Path(path))
-    fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
-
-
-def check_policy_spec(spec: str) -> None:
-    """Fail (exit 2) unless ``spec`` names a policy ``resolve_policy`` can build: checked before a Ray run,
-    whose workers build the policies."""
-    from simulator.run import BUILTIN_POLICIES
-
-    name, at, temp = spec.rpartition("@")
-    kind, sep, path = spec.partition(":")
-    if at and name in ("popularity", "oracle"):
-        try:
-            float(temp)
-        except ValueError:
-            fail(f"policy spec {spec!r}: the temperature after @ must be a number")
-    elif sep and kind in ("sasrec", "lsvcr") and path:
-        if not Path(path).is_dir():
-            fail(f"policy spec {spec!r}: no model directory {path}")
-    elif spec not in BUILTIN_POLICIES:
-        fail(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
-
-
 @abtest_app.command("run")
 @handles_input_errors
 def abtest_run(
     world: Path = typer.Option(..., "--world", help="A simulation run directory: its world (videos, comments, users) hosts the experiment."),
-    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {POLICY_SPECS}."),
+    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC (ignored with --aa)."),
     out: Path = typer.Option(..., "--out", help="A/B run directory to create."),
     users: Optional[int] = typer.Option(None, "--users", help="Users in the experiment [default: the world's]."),
@@ -716,32 +575,9 @@ def abtest_run(
 
     Example: lsvcr abtest run --world runs/sim --control sasrec:runs/sasrec --treatment lsvcr:runs/lsvcr --out runs/ab
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from simulator.experiment import run_experiment, world_config
-
-    if pre_days < 0 or days < 1:
-        fail("--pre-days must be >= 0 and --days >= 1")
-    on_ray = ray_options(ray, ray_address, ray_shards)
-    if on_ray is not None:  # a bad SPEC fails here, not inside a Ray worker
-        for spec in (control,) if aa else (control, treatment):
-            check_policy_spec(spec)
-    base = world_config(world)
-    cfg = base.replace(
-        days=pre_days + days, pre_days=pre_days, log_slates=False,
-        noise_seed=base.seed + 1 if seed is None else seed,
-        **({"n_users": users} if users is not None else {}),
-    )
-
-    def factory(spec):
-        return lambda w, comments, config: resolve_policy(spec, w, comments, config)
-
-    with Progress(TextColumn("A/B"), BarColumn(), TextColumn("day {task.completed:.1f}/{task.total:g}"),
-                  TimeElapsedColumn(), console=err_console, disable=quiet, transient=True) as bar:
-        task = bar.add_task("ab", total=cfg.days)
-        summary = run_experiment(cfg, out, factory(control), factory(treatment), (control, treatment),
-                                 split=split, salt=salt, aa=aa, world_dir=world,
-                                 progress=lambda d: bar.update(task, completed=d), on_ray=on_ray)
+    summary = pipeline.run_ab(world, out, control, treatment, users=users, pre_days=pre_days, days=days, split=split,
+                              salt=salt, seed=seed, aa=aa, on_ray=ray_options(ray, ray_address, ray_shards),
+                              progress=functools.partial(progress_bar, quiet=quiet))
     console.print(f"{summary['users']} users, {summary['events']:,} events in {summary['wall_s']:.1f} s; "
                   f"wrote {out} — next: lsvcr abtest report {out}")
 
@@ -792,93 +628,18 @@ def render_offline(result: dict, target: Console) -> None:
         target.print(table)
 
 
-def section_model(log):
-    """The fitted comment-section response model on a logging run, as ``offline_ab.predict`` calls it."""
-    import numpy as np
-
-    from abtest import response_model as rm
-
-    lg = log.logged("comment")
-    rows = log.comment_rows(lg.items)
-    data = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
-                          lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
-                          np.asarray(log.comments.words), log.comment_likes_by_day())
-
-    context = []  # built on first use, once
-
-    def predictions(kind: str, reward: str, slates, subset=None):
-        if kind != "comment" or reward not in rm.OUTPUTS:
-            return None
-        if not context:
-            context.append(rm.Context(data))
-        return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
-                              users_subset=subset, ctx=context[0])
-
-    return predictions
-
-
-def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = DEFAULT_OFFLINE_ESTIMATOR,
-                       alpha: float = 0.05, detail: bool = False, bootstrap: int = 20) -> dict:
-    """Replay control and treatment on a logging run; predict treatment's lift over control per user-day."""
-    from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
-    from abtest.ope import compare
-    from simulator.replay import load_run, replay
-
-    metrics = list(metrics or DEFAULT_METRICS)
-    needs_marginals = detail or estimator in ("iips", "dr")
-    log = load_run(logs)
-    specs = {"control": control, "treatment": treatment}
-    targets = {}
-    for name, spec in specs.items():
-        policy = resolve_policy(spec, log.world, log.comments, log.config)
-        with err_console.status(f"replaying {name} ({spec}) on the logged requests"):
-            targets[name] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=needs_marginals).items()}
-    logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
-    predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
-                          n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
-                          estimator=estimator, alpha=alpha, response_model=section_model(log), bootstrap=bootstrap)
-    result = {
-        "logs": str(logs), "logging_policy": log.manifest.get("policy"), "alpha": alpha, "estimator": estimator,
-        "unit": "user-day", "n_units": log.config.world.n_users * len(log.views), "control": control,
-        "treatment": treatment, "requests": {kind: len(log.logged(kind).request_id) for kind in logged},
-        "metrics": [p.as_dict() for p in predictions], "warnings": [],
-    }
-    for m in result["metrics"]:
-        if "not_identified" in m["flags"]:
-            result["warnings"].append(f"{m['name']}: not identified by per-request weights (the logged request stream "
-                                      f"is held fixed), so no offline prediction is given")
-        if "no_estimate" in m["flags"]:
-            result["warnings"].append(f"{m['name']}: no prediction: an arm's estimate is zero (no logged slate matches "
-                                      f"its prefixes), so the ratio is undefined; try --estimator cascade-dr or model")
-        for arm in ("control", "treatment"):
-            a = m[arm]
-            if a and "no_support" in a["flags"]:
-                result["warnings"].append(f"{m['name']}: the logs give no support to {1 - a['support']:.1%} of the "
-                                          f"{arm}'s slates (the logging policy showed its own with probability 1): log "
-                                          f"with --temperature T")
-            if a and "low_ess" in a["flags"]:
-                result["warnings"].append(f"{m['name']}: the {arm}'s weights have a low effective sample size "
-                                          f"({a['ess']:.0f}): the prediction is noisy; log with a higher --temperature")
-    if detail:
-        kinds = {METRICS[m][0]: METRICS[m][1] for m in metrics if METRICS[m] is not None}
-        result["detail"] = compare(logged, targets, {kind: [reward] for kind, reward in kinds.items()},
-                                   estimator="all", alpha=alpha)
-        result["warnings"] += result["detail"].pop("warnings")
-    return result
-
-
 @abtest_app.command("offline")
 @handles_input_errors
 def abtest_offline(
     logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --temperature T, or --explore EPS): slates.parquet with propensities."),
-    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {POLICY_SPECS}."),
+    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
     metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
-    estimator: str = typer.Option(DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="cascade-ips (default: unbiased for any target; validated best in bench/ope_validation.py) | cascade-dr (the same weights with a reward model) | dm (reward model only) | model, model-dr (the fitted comment-section response model; bootstrap CI) | iips, dr (position-wise; biased where a preview or a cascade links positions)."),
+    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="cascade-ips (default: unbiased for any target; validated best in bench/ope_validation.py) | cascade-dr (the same weights with a reward model) | dm (reward model only) | model, model-dr (the fitted comment-section response model; bootstrap CI) | iips, dr (position-wise; biased where a preview or a cascade links positions)."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
     bootstrap: int = typer.Option(20, "--bootstrap", metavar="B", help="model / model-dr: the interval from B cluster-bootstrap replicates with the response model refitted (0: normal approximation without the model's error)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
-    fmt: str = typer.Option("table", "--format", help="table | json"),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
 ) -> None:
     """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
@@ -893,24 +654,13 @@ def abtest_offline(
     import io
     import json
 
-    from abtest.offline_ab import ESTIMATORS, METRICS
     from abtest.render import write_atomic
 
-    if fmt not in ("table", "json"):
-        fail(f"--format {fmt!r}: choose table or json")
-    if estimator not in ESTIMATORS:
-        fail(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
-    if not 0.0 < alpha < 1.0:
-        fail(f"--alpha must be in (0, 1), got {alpha}")
-    for m in metric:
-        if m not in METRICS:
-            fail(f"--metric {m!r}: choose among {', '.join(METRICS)}")
-    if bootstrap < 0:
-        fail(f"--bootstrap must be >= 0, got {bootstrap}")
-    result = offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail, bootstrap)
-    for warning in result["warnings"]:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    if fmt == "json":
+    prediction = pipeline.offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail, bootstrap,
+                                             status=err_console.status)
+    print_warnings(prediction.warnings)
+    result = prediction.as_dict()
+    if fmt is TableOrJson.json:
         text = json.dumps(result, indent=2, allow_nan=False)
     elif out is not None:
         buffer = Console(file=io.StringIO(), width=160, record=True)

@@ -1,0 +1,432 @@
+"""The wiring of lsvcr, simulator and abtest: the pipelines the `lsvcr` commands run (cli.py parses
+options, calls one function here and renders what it returns; nothing here imports typer).
+
+* policies   ``resolve_policy`` / ``check_policy_spec``: a SPEC (built-in, NAME@T, KIND:MODEL_DIR) → a
+             simulator policy (trained models through ``lsvcr.policy``)
+* A/B run    ``run_ab``: a pre-period and an experiment on a simulated world (``simulator.experiment``)
+* offline    ``offline_prediction`` (→ ``OfflinePrediction``): both policies replayed on a logging run
+             (``simulator.replay``), the A/B predicted off-policy (``abtest.offline_ab``), with the
+             comment-section response model of ``section_model``; ``offline_vs_online`` sets it beside
+             the online A/B
+* demo       ``run_demo`` (→ ``DemoResult``): simulate → dataset → train → evaluate → offline → A/B →
+             report → ``demo_summary``, showing each stage through a ``Display``
+
+Bad input raises the packages' ``InputError`` (a ``ValueError``), which cli.py turns into one line and
+exit code 2.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Optional, Protocol
+
+from abtest.errors import InputError as AbtestInputError
+from abtest.offline_ab import DEFAULT_ESTIMATOR as DEFAULT_OFFLINE_ESTIMATOR
+from simulator.errors import InputError as SimulatorInputError
+
+Progress = Callable[[str, float], ContextManager[Callable[[float], None]]]
+"""A progress-bar factory: ``with progress("A/B", days) as update: ... update(day) ...``."""
+
+
+@contextlib.contextmanager
+def no_progress(label: str, total: float):
+    """The ``Progress`` that shows nothing."""
+    yield lambda done: None
+
+
+def simulation_config(config_file: Optional[Path] = None, **overrides):
+    """``SimConfig`` from a TOML file (or the defaults) with the given fields replaced (None: keep)."""
+    from simulator import SimConfig
+
+    base = SimConfig.from_toml(config_file) if config_file else SimConfig()
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+# --------------------------------------------------------------------------------------------
+# policies
+# --------------------------------------------------------------------------------------------
+POLICY_SPECS = "random | popularity | oracle | sasrec:MODEL_DIR | lsvcr:MODEL_DIR; popularity@T, oracle@T: sampled (Plackett–Luce at temperature T)"
+
+
+def resolve_policy(spec: str, world, comments, config):
+    """A simulator policy from a SPEC: a built-in name, KIND:MODEL_DIR for a trained model, or
+    NAME@T for a built-in sampled as a Plackett–Luce ranking at temperature T (a "tempered" variant).
+
+    ``sasrec:DIR`` is the control arm "SR without comments or LLM": SASRec ranks videos and comments
+    are ranked by likes. ``lsvcr:DIR`` ranks videos with DIR's video model and comments with the
+    comment model beside it (see lsvcr.policy).
+    """
+    from simulator.run import BUILTIN_POLICIES, make_policy
+
+    name, at, temp = spec.rpartition("@")
+    if at and name in ("popularity", "oracle"):
+        try:
+            temperature = float(temp)
+        except ValueError:
+            raise SimulatorInputError(f"policy spec {spec!r}: the temperature after @ must be a number") from None
+        return make_policy(name, world, comments, config, temperature=temperature)
+    if spec in BUILTIN_POLICIES:
+        return make_policy(spec, world, comments, config)
+    kind, sep, path = spec.partition(":")
+    if sep and kind in ("sasrec", "lsvcr") and path:
+        from lsvcr.policy import load_policy
+
+        return load_policy(kind, Path(path))
+    raise SimulatorInputError(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
+
+
+def check_policy_spec(spec: str) -> None:
+    """Raise ``InputError`` unless ``spec`` names a policy ``resolve_policy`` can build: checked before a
+    Ray run, whose workers build the policies."""
+    from simulator.run import BUILTIN_POLICIES
+
+    name, at, temp = spec.rpartition("@")
+    kind, sep, path = spec.partition(":")
+    if at and name in ("popularity", "oracle"):
+        try:
+            float(temp)
+        except ValueError:
+            raise SimulatorInputError(f"policy spec {spec!r}: the temperature after @ must be a number") from None
+    elif sep and kind in ("sasrec", "lsvcr") and path:
+        if not Path(path).is_dir():
+            raise SimulatorInputError(f"policy spec {spec!r}: no model directory {path}")
+    elif spec not in BUILTIN_POLICIES:
+        raise SimulatorInputError(f"unknown policy spec {spec!r}: use {POLICY_SPECS}")
+
+
+def policy_factory(spec: str):
+    """The policy factory ``run_experiment`` calls per shard: ``resolve_policy(spec, ...)``."""
+    return lambda w, comments, config: resolve_policy(spec, w, comments, config)
+
+
+# --------------------------------------------------------------------------------------------
+# A/B run on simulated users
+# --------------------------------------------------------------------------------------------
+def run_ab(world: Path, out: Path, control: str, treatment: str, *, users: Optional[int] = None, pre_days: int = 1,
+           days: int = 1, split: float = 0.5, salt: str = "lsvcr-ab", seed: Optional[int] = None, aa: bool = False,
+           on_ray=None, progress: Progress = no_progress) -> dict:
+    """A pre-period and an A/B experiment on ``world``'s users; returns ``run_experiment``'s summary."""
+    from simulator.experiment import run_experiment, world_config
+
+    if pre_days < 0 or days < 1:
+        raise SimulatorInputError("--pre-days must be >= 0 and --days >= 1")
+    if on_ray is not None:  # a bad SPEC fails here, not inside a Ray worker
+        for spec in (control,) if aa else (control, treatment):
+            check_policy_spec(spec)
+    base = world_config(world)
+    cfg = base.replace(
+        days=pre_days + days, pre_days=pre_days, log_slates=False,
+        noise_seed=base.seed + 1 if seed is None else seed,
+        **({"n_users": users} if users is not None else {}),
+    )
+    with progress("A/B", cfg.days) as update:
+        return run_experiment(cfg, out, policy_factory(control), policy_factory(treatment), (control, treatment),
+                              split=split, salt=salt, aa=aa, world_dir=world, progress=update, on_ray=on_ray)
+
+
+# --------------------------------------------------------------------------------------------
+# the offline comparison (off-policy, from a logging run, before launch)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OfflinePrediction:
+    """``offline_prediction``'s result; ``as_dict()`` is what `lsvcr abtest offline --format json` prints
+    (``metrics`` shaped like the A/B report's; ``detail`` only when asked for)."""
+
+    logs: str
+    logging_policy: Optional[str]
+    alpha: float
+    estimator: str
+    unit: str
+    n_units: int
+    control: str
+    treatment: str
+    requests: dict
+    metrics: list  # OfflineMetric.as_dict() per metric
+    warnings: list
+    detail: Optional[dict] = None
+
+    def as_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.detail is None:
+            del d["detail"]
+        return d
+
+
+def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int) -> None:
+    """Raise ``InputError`` for an option ``offline_prediction`` cannot use."""
+    from abtest.offline_ab import ESTIMATORS, METRICS
+
+    if estimator not in ESTIMATORS:
+        raise AbtestInputError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
+    if not 0.0 < alpha < 1.0:
+        raise AbtestInputError(f"--alpha must be in (0, 1), got {alpha}")
+    for m in metrics or ():
+        if m not in METRICS:
+            raise AbtestInputError(f"--metric {m!r}: choose among {', '.join(METRICS)}")
+    if bootstrap < 0:
+        raise AbtestInputError(f"--bootstrap must be >= 0, got {bootstrap}")
+
+
+def section_model(log):
+    """The fitted comment-section response model on a logging run, as ``offline_ab.predict`` calls it."""
+    import numpy as np
+
+    from abtest import response_model as rm
+
+    lg = log.logged("comment")
+    rows = log.comment_rows(lg.items)
+    data = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
+                          lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
+                          np.asarray(log.comments.words), log.comment_likes_by_day())
+
+    context = []  # built on first use, once
+
+    def predictions(kind: str, reward: str, slates, subset=None):
+        if kind != "comment" or reward not in rm.OUTPUTS:
+            return None
+        if not context:
+            context.append(rm.Context(data))
+        return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
+                              users_subset=subset, ctx=context[0])
+
+    return predictions
+
+
+def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = DEFAULT_OFFLINE_ESTIMATOR,
+                       alpha: float = 0.05, detail: bool = False, bootstrap: int = 20,
+                       status: Callable[[str], ContextManager] = contextlib.nullcontext) -> OfflinePrediction:
+    """Replay control and treatment on a logging run; predict treatment's lift over control per user-day.
+    ``status(message)`` wraps each replay (a spinner in the CLI)."""
+    from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
+    from abtest.ope import compare
+    from simulator.replay import load_run, replay
+
+    check_offline_options(estimator, alpha, metrics, bootstrap)
+    metrics = list(metrics or DEFAULT_METRICS)
+    needs_marginals = detail or estimator in ("iips", "dr")
+    log = load_run(logs)
+    specs = {"control": control, "treatment": treatment}
+    targets = {}
+    for name, spec in specs.items():
+        policy = resolve_policy(spec, log.world, log.comments, log.config)
+        with status(f"replaying {name} ({spec}) on the logged requests"):
+            targets[name] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=needs_marginals).items()}
+    logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
+    predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
+                          n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
+                          estimator=estimator, alpha=alpha, response_model=section_model(log), bootstrap=bootstrap)
+    result = {
+        "logs": str(logs), "logging_policy": log.manifest.get("policy"), "alpha": alpha, "estimator": estimator,
+        "unit": "user-day", "n_units": log.config.world.n_users * len(log.views), "control": control,
+        "treatment": treatment, "requests": {kind: len(log.logged(kind).request_id) for kind in logged},
+        "metrics": [p.as_dict() for p in predictions], "warnings": [],
+    }
+    for m in result["metrics"]:
+        if "not_identified" in m["flags"]:
+            result["warnings"].append(f"{m['name']}: not identified by per-request weights (the logged request stream "
+                                      f"is held fixed), so no offline prediction is given")
+        if "no_estimate" in m["flags"]:
+            result["warnings"].append(f"{m['name']}: no prediction: an arm's estimate is zero (no logged slate matches "
+                                      f"its prefixes), so the ratio is undefined; try --estimator cascade-dr or model")
+        for arm in ("control", "treatment"):
+            a = m[arm]
+            if a and "no_support" in a["flags"]:
+                result["warnings"].append(f"{m['name']}: the logs give no support to {1 - a['support']:.1%} of the "
+                                          f"{arm}'s slates (the logging policy showed its own with probability 1): log "
+                                          f"with --temperature T")
+            if a and "low_ess" in a["flags"]:
+                result["warnings"].append(f"{m['name']}: the {arm}'s weights have a low effective sample size "
+                                          f"({a['ess']:.0f}): the prediction is noisy; log with a higher --temperature")
+    if detail:
+        kinds = {METRICS[m][0]: METRICS[m][1] for m in metrics if METRICS[m] is not None}
+        result["detail"] = compare(logged, targets, {kind: [reward] for kind, reward in kinds.items()},
+                                   estimator="all", alpha=alpha)
+        result["warnings"] += result["detail"].pop("warnings")
+    return OfflinePrediction(**result)
+
+
+def offline_vs_online(offline: dict, online: dict) -> list[str]:
+    """Markdown rows: each metric's offline prediction beside the online A/B's lift, and whether they agree
+    (the same sign where the online lift is significant; the offline interval covering the online point)."""
+    def pct(x):
+        return "–" if x is None else f"{100 * x:+.1f}%"
+
+    rows = ["| metric | offline prediction | online A/B | agree |", "|---|---|---|---|"]
+    by_name = {}
+    for m in online["metrics"]:
+        if m["variant"] == "treatment" and (m["name"] not in by_name or m.get("cuped")):
+            by_name[m["name"]] = m
+    for m in offline["metrics"]:
+        on = by_name.get(m["name"])
+        if on is None:
+            continue
+        if m["rel_effect"] is None:
+            off, verdict = "not identified (" + " ".join(m["flags"]) + ")", "–"
+        else:
+            off = f"{pct(m['rel_effect'])} [{pct(m['rel_ci'][0])}, {pct(m['rel_ci'][1])}]"
+            covers = m["rel_ci"][0] <= on["rel_effect"] <= m["rel_ci"][1]
+            significant = on["p_value"] is not None and on["p_value"] < online["alpha"]
+            same_sign = (m["rel_effect"] > 0) == (on["rel_effect"] > 0)
+            verdict = ("yes" if covers and (same_sign or not significant) else "no") + (
+                f" (sign {'agrees' if same_sign else 'differs'}, CI {'covers' if covers else 'misses'} the online point)")
+        rows.append(f"| {m['name']} | {off} | {pct(on['rel_effect'])} [{pct(on['rel_ci'][0])}, {pct(on['rel_ci'][1])}], "
+                    f"p = {on['p_value']:.3g} | {verdict} |")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# the demo: every stage on the embedded default world
+# --------------------------------------------------------------------------------------------
+DEMO_LOGGING_TEMPERATURE = 1.0  # the logging run: popularity sampled as a Plackett–Luce ranking (exact propensities)
+DEMO_SIZES = {
+    "default": dict(users=1000, videos=1000, days=2, ab_users=2000, sasrec_epochs=30, lsvcr_epochs=4, align_steps=10),
+    "quick": dict(users=300, videos=300, days=1, ab_users=300, sasrec_epochs=10, lsvcr_epochs=2, align_steps=2),
+}
+
+
+class Display(Protocol):
+    """What ``run_demo`` shows as it goes (cli.py renders each on the terminal; ``Silent`` shows nothing)."""
+
+    console: Any  # where lsvcr's trainers print their progress (None: nowhere)
+
+    def stage(self, title: str) -> None: ...
+    def progress(self, label: str, total: float) -> ContextManager[Callable[[float], None]]: ...
+    def status(self, message: str) -> ContextManager: ...
+    def simulation(self, summary: dict) -> None: ...
+    def dataset(self, ds, path: Path) -> None: ...
+    def metrics(self, result: dict) -> None: ...
+    def offline(self, result: dict) -> None: ...
+    def experiment(self, summary: dict) -> None: ...
+    def report(self, report) -> None: ...
+
+
+class Silent:
+    """The ``Display`` that shows nothing."""
+
+    console = None
+    progress = staticmethod(no_progress)
+    status = staticmethod(contextlib.nullcontext)
+
+    def stage(self, title): pass
+    def simulation(self, summary): pass
+    def dataset(self, ds, path): pass
+    def metrics(self, result): pass
+    def offline(self, result): pass
+    def experiment(self, summary): pass
+    def report(self, report): pass
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What ``run_demo`` decided: the verdict and its reasons, summary.md's lines, and each stage's seconds."""
+
+    out: Path
+    verdict: str
+    reasons: tuple
+    summary: tuple  # the lines of summary.md
+    timings: dict  # stage title -> wall-clock seconds (timings.json)
+
+    def as_dict(self) -> dict:
+        return {"verdict": self.verdict, "reasons": list(self.reasons), "timings": self.timings}
+
+
+def demo_summary(decision, offline: dict, online: dict) -> list[str]:
+    """summary.md: the verdict with its reasons, then the offline prediction beside the online A/B."""
+    lines = [f"# LSVCR demo — verdict: **{decision.verdict.upper()}**", ""]
+    lines += [f"* {r}" for r in decision.reasons]
+    lines += ["", "Offline prediction (before launch, from the logging run) against the online A/B — treatment vs "
+              "control, relative lift per user, 95% CI:", ""] + offline_vs_online(offline, online)
+    lines += ["", "Paper (Kuaishou online A/B): +4.13% comment watch time."]
+    return lines
+
+
+def run_demo(out: Path, quick: bool = False, seed: int = 0, display: Display = Silent()) -> DemoResult:
+    """The whole pipeline on the embedded default world; every artifact under ``out``:
+    world/ (logging run) → data/ → models/{sasrec,lsvcr} → offline_eval.json → offline_ab.json
+    → ab/ (pre-period + experiment) → report.{json,md,html} → summary.md (+ timings.json)."""
+    from abtest.decision import decide
+    from abtest.render import emit, to_json
+    from abtest.report import ReportConfig, build_report
+    from lsvcr.align import AlignConfig
+    from lsvcr.config import FinetuneConfig
+    from lsvcr.data.build import build_dataset
+    from lsvcr.data.layout import write_dataset
+    from lsvcr.evaluate import EvalConfig
+    from lsvcr.train import align_model, evaluate_model, train_model
+    from simulator.experiment import run_experiment, world_config
+    from simulator.run import simulate
+
+    size = DEMO_SIZES["quick" if quick else "default"]
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("world", "data", "models", "ab", ".world.new"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(title: str):
+        display.stage(title)
+        start = time.perf_counter()
+        yield
+        timings[title] = time.perf_counter() - start
+
+    with stage("1. simulate the platform under an exploring logging policy"):
+        cfg = simulation_config(None, seed=seed, n_users=size["users"], n_videos=size["videos"], days=size["days"])
+        with display.progress("simulating", cfg.days) as update:
+            summary = simulate(cfg, out / "world", "popularity", None, DEMO_LOGGING_TEMPERATURE, None, progress=update)
+        display.simulation(summary)
+
+    with stage("2. build the dataset"):
+        ds = build_dataset(out / "world")
+        write_dataset(ds, out / "data")
+        display.dataset(ds, out / "data")
+
+    with stage("3. train the control (SASRec) and the treatment (LSVCR: stage 1 + stage 2)"):
+        models = {"sasrec": out / "models" / "sasrec", "lsvcr": out / "models" / "lsvcr"}
+        train_model(out / "data", models["sasrec"], FinetuneConfig(model="sasrec", epochs=size["sasrec_epochs"], seed=seed),
+                    display.console)
+        aligned = out / "models" / "lsvcr-aligned"  # stage 1: the packaged MiniLM under LoRA
+        align_model(out / "data", aligned, AlignConfig(batch_size=16, max_prompt_tokens=256,
+                                                       max_steps=size["align_steps"], seed=seed), display.console)
+        train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"],
+                                                                  seed=seed), display.console, init=aligned)
+
+    with stage("4. evaluate offline (test split)"):
+        offline_eval = {}
+        for name, model in (("popularity", "popularity"), ("sasrec", str(models["sasrec"])), ("lsvcr", str(models["lsvcr"]))):
+            for protocol in ("sampled100", "full"):
+                result = evaluate_model(model, out / "data", EvalConfig(protocol=protocol, split="test", seed=seed))
+                offline_eval.setdefault(name, {})[protocol] = result["tasks"]
+                display.metrics(result)
+        (out / "offline_eval.json").write_text(json.dumps(offline_eval, indent=1))
+
+    with stage("5. predict the A/B offline, from the logs (off-policy)"):
+        specs = {"control": f"sasrec:{models['sasrec']}", "treatment": f"lsvcr:{models['lsvcr']}"}
+        prediction = offline_prediction(out / "world", specs["control"], specs["treatment"], status=display.status)
+        offline = json.loads(json.dumps(prediction.as_dict()).replace(json.dumps(str(out) + "/")[1:-1], ""))  # paths relative to OUT
+        (out / "offline_ab.json").write_text(json.dumps(offline, indent=1, allow_nan=False))
+        display.offline(offline)
+
+    with stage("6. online A/B on simulated users (1 pre-period day, 1 experiment day)"):
+        base = world_config(out / "world")
+        ab_cfg = base.replace(n_users=size["ab_users"], days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
+        ab_summary = run_experiment(ab_cfg, out / "ab", policy_factory(specs["control"]), policy_factory(specs["treatment"]),
+                                    (specs["control"], specs["treatment"]), world_dir=out / "world")
+        display.experiment(ab_summary)
+
+    with stage("7. report"):
+        report = build_report(out / "ab", ReportConfig())
+        display.report(report)
+        for fmt in ("json", "markdown", "html"):
+            emit(report, fmt, out / f"report.{ {'markdown': 'md'}.get(fmt, fmt) }", None)
+        online = json.loads(to_json(report))
+        decision = decide(online, "comment_watch_time", ("video_watch_time", "sessions"))
+
+    lines = demo_summary(decision, offline, online)
+    (out / "summary.md").write_text("\n".join(lines) + "\n")  # results only: the same bytes per seed
+    (out / "timings.json").write_text(json.dumps({"stages_s": timings}, indent=1))  # wall-clock, apart
+    return DemoResult(out, decision.verdict, tuple(decision.reasons), tuple(lines), timings)
