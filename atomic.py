@@ -13,6 +13,7 @@ anything fails before that, the temporary is removed and the destination is left
                                      block ends, replacing an old directory there only then
     publish_dir(src, dst)            what publishing_dir does at the end: move the finished directory
                                      ``src`` to ``dst``; an old ``dst`` is removed only once ``src`` is in place
+                                     (``replace=False``: publish only into a missing or empty ``dst``)
 
 Keywords, all off by default: ``parents=True`` creates missing parent directories first;
 ``fsync=True`` also flushes the data and the directory entry to disk (durability across a power cut;
@@ -65,7 +66,8 @@ def writing(path: str | os.PathLike, *, parents: bool = False, fsync: bool = Fal
 
 
 @contextmanager
-def publishing_dir(path: str | os.PathLike, *, parents: bool = False, fsync: bool = False) -> Iterator[Path]:
+def publishing_dir(path: str | os.PathLike, *, replace: bool = True, parents: bool = False,
+                   fsync: bool = False) -> Iterator[Path]:
     """Yield a new empty directory beside ``path``; on leaving the block without an exception, publish
     it as ``path`` (``publish_dir``); on an exception, remove it and leave ``path`` as it was."""
     path = Path(path)
@@ -74,15 +76,17 @@ def publishing_dir(path: str | os.PathLike, *, parents: bool = False, fsync: boo
     tmp = _temp_dir(path)
     try:
         yield tmp
-        publish_dir(tmp, path, fsync=fsync)
+        publish_dir(tmp, path, replace=replace, fsync=fsync)
     except BaseException:
         _remove(tmp)
         raise
 
 
-def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, fsync: bool = False) -> None:
+def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, replace: bool = True,
+                fsync: bool = False) -> None:
     """Move the finished directory ``src`` to ``dst`` (same file system). An existing ``dst`` directory
     is first moved aside, and deleted only once ``src`` is in place; if the move fails it is put back.
+    With ``replace=False`` an existing ``dst`` must be empty (else FileExistsError, and ``src`` stays).
     Raises NotADirectoryError when ``dst`` exists and is not a directory."""
     src, dst = Path(src), Path(dst)
     if fsync:
@@ -95,6 +99,8 @@ def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, fsync: bool =
     else:
         if not dst.is_dir():
             raise NotADirectoryError(f"{dst} exists and is not a directory")
+        if not replace and any(dst.iterdir()):
+            raise FileExistsError(f"{dst} exists and is not empty")
         aside = _temp_dir(dst)  # a fresh directory to hold the old one, so no name can clash
         os.rename(dst, aside / dst.name)
         try:
@@ -109,7 +115,7 @@ def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, fsync: bool =
 
 
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")  # unique across processes and hosts
 
 
 def _temp_dir(path: Path) -> Path:
@@ -118,7 +124,7 @@ def _temp_dir(path: Path) -> Path:
         try:
             tmp.mkdir()
             return tmp
-        except FileExistsError:  # pragma: no cover - 32 random bits
+        except FileExistsError:  # pragma: no cover - 64 random bits
             continue
 
 

@@ -122,3 +122,14 @@ def test_publish_dir_into_empty_or_missing_and_not_onto_a_file(tmp_path):
     with pytest.raises(NotADirectoryError):
         atomic.publish_dir(tmp_path / "empty", tmp_path / "file")
     assert (tmp_path / "file").read_text() == "keep" and names(tmp_path / "empty") == ["f"]
+
+
+def test_publish_without_replace_only_into_missing_or_empty(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with atomic.publishing_dir(out, replace=False) as d:  # empty: taken
+        (d / "events.parquet").write_text("1")
+    with pytest.raises(FileExistsError):
+        with atomic.publishing_dir(out, replace=False) as d:
+            (d / "events.parquet").write_text("2")
+    assert (out / "events.parquet").read_text() == "1" and names(tmp_path) == ["run"]
