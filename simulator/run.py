@@ -1,7 +1,7 @@
 """`simulate()`: generate a world, run the platform under a policy, write the run directory.
 
 Unsharded runs are assembled in a sibling temporary directory and renamed into place when
-complete. Sharded runs (``shard=(i, n)``) write into one shared directory: each shard writes
+complete (``atomic.publishing_dir``). Sharded runs (``shard=(i, n)``) write into one shared directory: each shard writes
 ``events/shard-i-of-n.parquet`` atomically, the (identical) world files atomically, and exchanges the
 day's world deltas with the other shards through ``_exchange/`` at every day boundary. Runs on Ray
 (``on_ray``) put every shard in a Ray actor and exchange the deltas through Ray (``simulator/ray.py``,
@@ -9,6 +9,7 @@ imported only then); they write what an unsharded run writes.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+import atomic
 
 from .config import SimConfig
 from .engine import CommentStore, DayDelta, Platform, Post
@@ -168,8 +171,8 @@ def execute(
     users = np.arange(config.world.n_users)
     if shard is not None:
         users = users[users % shard[1] == shard[0]]
-    workdir, exchange = _prepare(out, shard, config)
-    try:
+    with contextlib.ExitStack() as stack:
+        workdir, exchange = _prepare(out, shard, config, stack)
         platform = Platform(world, config, policies, variant_of, users, pre_policy=pre_policy,
                             comments=comments, exchange=exchange, log_slates=config.log_slates)
         started = time.perf_counter()
@@ -181,8 +184,7 @@ def execute(
         names = {v: p.name for v, p in policies.items()}
         if shard is None:
             summary = write_run(workdir, config, world, platform.comments, arrays, next_start, platform.variants,
-                                platform.slates, manifest, names, extra_tables)
-            _publish(workdir, out)
+                                platform.slates, manifest, names, extra_tables)  # published as out on leaving
         else:
             summary = summarize(arrays, next_start, config.days)
             summary["policy"] = manifest.get("policy", _label(names))
@@ -193,26 +195,24 @@ def execute(
             if platform.slates is not None:
                 extra_tables = {**(extra_tables or {}), "slates.parquet": slates_table(platform.slates)}
             i, n = shard
-            _atomic(lambda p: pq.write_table(events, p), out / "events" / f"shard-{i}-of-{n}.parquet")
+            with atomic.writing(out / "events" / f"shard-{i}-of-{n}.parquet", parents=True) as p:
+                pq.write_table(events, p)
             slates = (extra_tables or {}).pop("slates.parquet", None)
             if slates is not None:
-                _atomic(lambda p: pq.write_table(slates, p), out / "slates" / f"shard-{i}-of-{n}.parquet")
-            _atomic(lambda p: p.write_text(json.dumps(summary, indent=1)), out / "summary" / f"shard-{i}-of-{n}.json")
-            _atomic(lambda p: p.write_text(json.dumps(manifest, indent=1)), out / "manifest.json")
-            staging = Path(tempfile.mkdtemp(prefix=f".world-{i}-", dir=out))
-            write_tables(world, staging, comments_table, platform.comments)
-            for name, table in (extra_tables or {}).items():
-                pq.write_table(table, staging / name)
-            for path in sorted(staging.rglob("*")):
-                if path.is_file():
-                    target = out / path.relative_to(staging)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(path, target)
-            shutil.rmtree(staging)
-    except BaseException:
-        if shard is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
+                with atomic.writing(out / "slates" / f"shard-{i}-of-{n}.parquet", parents=True) as p:
+                    pq.write_table(slates, p)
+            atomic.write_text(out / "summary" / f"shard-{i}-of-{n}.json", json.dumps(summary, indent=1), parents=True)
+            atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+            with tempfile.TemporaryDirectory(prefix=f".world-{i}-", dir=out) as tmp:
+                staging = Path(tmp)  # every shard writes the same world files: each is renamed into place
+                write_tables(world, staging, comments_table, platform.comments)
+                for name, table in (extra_tables or {}).items():
+                    pq.write_table(table, staging / name)
+                for path in sorted(staging.rglob("*")):
+                    if path.is_file():
+                        target = out / path.relative_to(staging)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(path, target)
     summary["wall_s"] = wall
     return summary
 
@@ -261,12 +261,12 @@ def _check_fresh(out: Path) -> None:
         raise InputError(f"output {out} already exists and is not empty: choose another --out or remove it")
 
 
-def _prepare(out: Path, shard, config: SimConfig):
-    """The directory to assemble files in, and the day-delta exchange."""
+def _prepare(out: Path, shard, config: SimConfig, stack: contextlib.ExitStack):
+    """The directory to assemble files in, and the day-delta exchange. Unsharded: a temporary sibling
+    of ``out``, published as ``out`` when ``stack`` closes without an exception, removed otherwise."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         if shard is None:
-            return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent)), None
+            return stack.enter_context(atomic.publishing_dir(out, replace=False, parents=True)), None
         out.mkdir(parents=True, exist_ok=True)
         (out / "_exchange").mkdir(exist_ok=True)
     except OSError as e:
@@ -278,7 +278,7 @@ def _prepare(out: Path, shard, config: SimConfig):
     def exchange(day: int, delta: DayDelta) -> list[DayDelta]:
         folder = out / "_exchange" / f"day-{day}"
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic(lambda p: p.write_text(json.dumps(_delta_to_json(delta))), folder / f"shard-{i}-of-{n}.json")
+        atomic.write_text(folder / f"shard-{i}-of-{n}.json", json.dumps(_delta_to_json(delta)))
         deadline = time.monotonic() + config.shard_wait_s
         paths = [folder / f"shard-{j}-of-{n}.json" for j in range(n)]
         while not all(p.exists() for p in paths):
@@ -299,14 +299,6 @@ def _delta_from_json(d: dict) -> DayDelta:
     return DayDelta(likes=d["likes"], plays=d["plays"], posts=[Post(**p) for p in d["posts"]])
 
 
-def _atomic(write: Callable[[Path], None], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")  # unique across shards, hosts, threads
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _publish(workdir: Path, out: Path) -> None:
-    if out.exists():
-        out.rmdir()  # empty (checked before the run)
-    os.replace(workdir, out)
+    """Rename the finished run ``workdir`` to ``out`` (missing or empty: checked before the run)."""
+    atomic.publish_dir(workdir, out, replace=False)
