@@ -1,11 +1,11 @@
 """`simulate()`: generate a world, run the platform under a policy, write the run directory.
 
 Unsharded runs are assembled in a sibling temporary directory and renamed into place when
-complete (``atomic.publishing_dir``). Sharded runs (``shard=(i, n)``) write into one shared directory: each shard writes
-``events/shard-i-of-n.parquet`` atomically, the (identical) world files atomically, and exchanges the
-day's world deltas with the other shards through ``_exchange/`` at every day boundary. Runs on Ray
-(``on_ray``) put every shard in a Ray actor and exchange the deltas through Ray (``simulator/ray.py``,
-imported only then); they write what an unsharded run writes.
+complete (``atomic.publishing_dir``). Sharded runs (``shard=(i, n)``) write into one shared directory:
+each shard writes ``events/shard-i-of-n.parquet`` atomically, the (identical) world files atomically,
+and exchanges the day's world deltas with the other shards through ``_exchange/`` at every day
+boundary. Runs on Ray (``on_ray``) put every shard in a Ray actor and exchange the deltas through Ray
+(``simulator/ray.py``, imported only then); they write what an unsharded run writes.
 """
 from __future__ import annotations
 
