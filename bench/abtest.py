@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -38,30 +37,31 @@ def make_data(path: Path, users: int, metrics: int, seed: int = 20240601, chunk:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    import atomic  # here, not at the top: tea-tasting's venv runs this file's workers without it
+
     rng = np.random.default_rng(seed)
-    tmp = path.with_suffix(".tmp")
-    writer = None
-    for start in range(0, users, chunk):
-        n = min(chunk, users - start)
-        treat = rng.random(n) < 0.5
-        u = rng.gamma(2.0, 0.5, n)  # engagement
-        cols = {"user_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
-                "variant": pa.array(np.where(treat, "treatment", "control")).dictionary_encode()}
-        for k in range(metrics):
-            lift = 1 + LIFTS[k % len(LIFTS)] * treat
-            if k % 2 == 0:  # watch-time-like: Gamma around the user's level
-                scale = 20.0 * (k + 1) * u / 2
-                pre, post = rng.gamma(2.0, scale), rng.gamma(2.0, scale * lift)
-            else:  # count-like: Poisson around the user's level
-                rate = 3.0 * (k + 1) * u
-                pre, post = rng.poisson(rate).astype(float), rng.poisson(rate * lift).astype(float)
-            cols[f"m{k + 1}"] = pa.array(post)
-            cols[f"pre_m{k + 1}"] = pa.array(pre)
-        table = pa.table(cols)
-        writer = writer or pq.ParquetWriter(tmp, table.schema)
-        writer.write_table(table)
-    writer.close()
-    os.replace(tmp, path)
+    with atomic.writing(path) as tmp:
+        writer = None
+        for start in range(0, users, chunk):
+            n = min(chunk, users - start)
+            treat = rng.random(n) < 0.5
+            u = rng.gamma(2.0, 0.5, n)  # engagement
+            cols = {"user_id": pa.array(np.arange(start, start + n, dtype=np.int64)),
+                    "variant": pa.array(np.where(treat, "treatment", "control")).dictionary_encode()}
+            for k in range(metrics):
+                lift = 1 + LIFTS[k % len(LIFTS)] * treat
+                if k % 2 == 0:  # watch-time-like: Gamma around the user's level
+                    scale = 20.0 * (k + 1) * u / 2
+                    pre, post = rng.gamma(2.0, scale), rng.gamma(2.0, scale * lift)
+                else:  # count-like: Poisson around the user's level
+                    rate = 3.0 * (k + 1) * u
+                    pre, post = rng.poisson(rate).astype(float), rng.poisson(rate * lift).astype(float)
+                cols[f"m{k + 1}"] = pa.array(post)
+                cols[f"pre_m{k + 1}"] = pa.array(pre)
+            table = pa.table(cols)
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        writer.close()
 
 
 def ensure_tea_venv() -> Path:
