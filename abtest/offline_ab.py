@@ -22,9 +22,13 @@ comment ranking what a section yields. It is predicted as a product of a video f
 position's downstream section seconds, valued on video requests) and a comment factor (on comment
 requests); see ``_composed``. Other metrics are valued on their own kind of request.
 
-What this holds fixed: the length of the logged sessions. A target's effect on how many requests a
-user makes (longer sessions, more returns) is outside a per-request estimator; ``sessions`` is
-therefore reported as not identified by weights.
+A per-request estimator holds the logged request stream fixed: a target's effect on how long users
+stay and how soon they return is outside it. With ``sessions`` (abtest.sessions: a time-budget and
+return-gap model fitted on the same logs) every metric is scaled by the model's ratio of
+impressions per user-day under the target to that under the logging policy, the target's
+per-impression engagement coming from the per-request estimator; ``sessions`` itself is then
+predicted, and every interval is a cluster bootstrap over users with the session model refitted.
+Without it ``sessions`` is reported as not identified.
 
 Pure NumPy; never imports torch, lsvcr or simulator.
 """
@@ -37,6 +41,7 @@ import numpy as np
 from scipy.stats import norm
 
 from . import cascade, ope
+from . import sessions as session_model
 from .errors import InputError
 
 # metric of the A/B report -> (kind of request, logged reward); None: no per-request reward
@@ -79,6 +84,7 @@ class Prediction(NamedTuple):
     n_units: int
     n_requests: int
     flags: tuple[str, ...]
+    sessions: dict | None = None  # the session model's figures per arm (see abtest.sessions)
 
     def as_dict(self) -> dict:
         num = ope._num
@@ -90,7 +96,8 @@ class Prediction(NamedTuple):
                 "abs_effect": num(self.abs_effect), "abs_ci": [num(c) for c in self.abs_ci],
                 "rel_effect": num(self.rel_effect), "rel_ci": [num(c) for c in self.rel_ci],
                 "p_value": num(self.p_value), "n_units": self.n_units, "n_requests": self.n_requests,
-                "control": arm(self.control), "treatment": arm(self.treatment), "flags": list(self.flags)}
+                "control": arm(self.control), "treatment": arm(self.treatment), "flags": list(self.flags),
+                **({"sessions": self.sessions} if self.sessions is not None else {})}
 
 
 def request_terms(estimator: str, log: Mapping, target: Mapping, reward: np.ndarray, *, preview: int,
@@ -144,6 +151,7 @@ def predict(
     logged: Mapping[str, Mapping], control: Mapping[str, Mapping], treatment: Mapping[str, Mapping], *,
     n_users: int, n_days: int, preview: int, metrics=DEFAULT_METRICS, estimator: str = DEFAULT_ESTIMATOR,
     alpha: float = 0.05, response_model=None, bootstrap: int = 0, seed: int = 0,
+    sessions: "session_model.SessionFits | None" = None,
 ) -> list[Prediction]:
     """The predicted lift of treatment over control per unit (user-day), for each metric.
 
@@ -157,6 +165,10 @@ def predict(
     ``bootstrap`` > 0: the model estimators' relative interval is the percentile interval of that
     many cluster-bootstrap replicates (users resampled, the response model refitted on each), so
     it carries the model's estimation error; the generator is seeded with ``seed``.
+    ``sessions``: the run's fitted session model (abtest.sessions.fit_with_bootstrap); needs the
+    video rewards ``frac`` (watch fraction) and ``watch_s`` and, for comment metrics, the composed
+    rewards. Every metric is then session-adjusted (see the module docstring), ``bootstrap`` is
+    replaced by the fits' replicates, and ``sessions`` is predicted.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
@@ -194,6 +206,9 @@ def predict(
                                   minlength=n_units)
         return per_request, per_unit, logged_unit, len(users), learned is not None
 
+    if sessions is not None:
+        return [_session_adjusted(name, estimator, unit_terms, logged, sessions, n_users, n_days, alpha)
+                for name in metrics]
     out = []
     for name in metrics:
         spec = METRICS[name]
@@ -297,3 +312,95 @@ def _composed(name, estimator, comment_requests, comment_units, video, unit_user
     p = float(2 * norm.sf(abs(log_ratio) / se)) if se > 0 else math.nan
     return Prediction(name, estimator, c_arm, t_arm, v_t - v_c, (v_c * rel_ci[0], v_c * rel_ci[1]), rel, rel_ci, p,
                       n_units, n_requests, flags)
+
+
+# ------------------------------------------------------------------------------------------------
+def _session_adjusted(name, estimator, unit_terms, logged, fits, n_users: int, n_days: int, alpha: float) -> Prediction:
+    """One metric's prediction with the session model: value per user-day = per-request value ×
+    (model impressions per user-day under the arm) / (under the logging policy). The arms'
+    per-impression engagement (watch fraction, comment read seconds, seconds) is the per-request
+    estimator's per-unit value over the logged impressions. Intervals: percentile over the fits'
+    bootstrap replicates (users resampled; per-unit terms reweighted, the session model refitted)."""
+    slog = fits.log
+    if "frac" not in logged["video"]["rewards"]:
+        raise InputError("the session-adjusted prediction needs the video reward 'frac' (watch fraction per impression)")
+    frac = unit_terms("video", "frac")
+    watch = unit_terms("video", "watch_s")
+    has_reads = "comment_read_s" in logged["video"]["rewards"] and "read_s" in logged.get("comment", {}).get("rewards", {})
+    if has_reads:
+        reads_video = unit_terms("video", "comment_read_s")
+        reads_comment = unit_terms("comment", "read_s")
+    spec = METRICS[name]
+    own = unit_terms(*spec) if spec is not None else None
+    composed = spec is not None and spec[0] == "comment" and f"comment_{spec[1]}" in logged["video"]["rewards"]
+    own_video = unit_terms("video", f"comment_{spec[1]}") if composed else None
+    unit_user = np.arange(n_users * n_days) // n_days
+    flags = set()
+    for terms in (frac, watch, own, own_video):
+        if terms is not None:
+            flags |= {f for e in terms[0] for f in e.flags}
+
+    def mean(x, wu):
+        return float(np.dot(wu, x) / wu.sum())
+
+    def composed_value(video_t, comment_t, arm, wu):
+        """B·A/L: the video factor times the comment factor over the logged value."""
+        B, A, L = mean(video_t[1][arm].terms, wu), mean(comment_t[1][arm].terms, wu), mean(video_t[2], wu)
+        return B * A / L if L > 0 else math.nan
+
+    def evaluate(model, wu, ws):
+        imps = float(np.dot(ws, slog.n)) / wu.sum()  # logged impressions per unit
+        logged_e = session_model.logged_engagement(slog, ws)
+        logged_watch = mean(watch[2], wu) / imps
+        base = session_model.impressions_per_day(model, slog, logged_e, ws)
+        values, figures = [], []
+        for arm in (0, 1):
+            read = composed_value(reads_video, reads_comment, arm, wu) / imps if has_reads else logged_e.read_s
+            e = session_model.Engagement(mean(frac[1][arm].terms, wu) / imps, read,
+                                         logged_e.seconds + (mean(watch[1][arm].terms, wu) / imps - logged_watch)
+                                         + (read - logged_e.read_s))
+            per_day, per_day_sessions, length = session_model.impressions_per_day(model, slog, e, ws)
+            if spec is None:
+                values.append(per_day_sessions * _share_with_session(slog, wu, ws))
+            else:
+                v = composed_value(own_video, own, arm, wu) if composed else mean(own[1][arm].terms, wu)
+                values.append(v * per_day / base[0])
+            figures.append({"watch_fraction": e.frac, "comment_read_s": e.read_s, "seconds": e.seconds,
+                            "length": length, "sessions_per_active_day": per_day_sessions,
+                            "impression_multiplier": per_day / base[0]})
+        return values, figures, base
+
+    ones_u, ones_s = np.ones(n_users * n_days), np.ones(len(slog.n))
+    (v_c, v_t), figures, base = evaluate(fits.model, ones_u, ones_s)
+    reps = []
+    for mult, model in zip(fits.multiplicity, fits.replicates):
+        wu = np.repeat(mult, n_days).astype(np.float64)
+        reps.append(evaluate(model, wu, mult[slog.user].astype(np.float64))[0])
+    reps = np.asarray(reps, dtype=np.float64).reshape(-1, 2)
+    n_req = len(logged[spec[0]]["user_id"]) if spec is not None else 0
+    nan2 = (math.nan, math.nan)
+    ok = np.all(np.isfinite(reps), axis=1) & np.all(reps > 0, axis=1)
+    extra = {"model": fits.model.as_dict(), "replicates": int(len(fits.replicates)),
+             "logging": {"length": base[2], "sessions_per_active_day": base[1]},
+             "control": figures[0], "treatment": figures[1]}
+    if not (math.isfinite(v_c) and math.isfinite(v_t) and v_c > 0 and v_t > 0) or ok.sum() < 2:
+        return Prediction(name, estimator, None, None, math.nan, nan2, math.nan, nan2, math.nan, n_users * n_days, n_req,
+                          tuple(sorted(flags | {"no_estimate", "session_model"})), extra)
+    q = [alpha / 2, 1 - alpha / 2]
+    lo_hi = lambda x: tuple(float(v) for v in np.quantile(x, q))  # noqa: E731
+    rel = v_t / v_c - 1.0
+    log_ratios = np.log(reps[ok, 1] / reps[ok, 0])
+    se = float(np.std(log_ratios, ddof=1))
+    p = float(2 * norm.sf(abs(math.log(v_t / v_c)) / se)) if se > 0 else math.nan
+    ess = [min(e.ess for e in (frac[0][a],) + ((own[0][a],) if own is not None else ())) for a in (0, 1)]
+    support = [min(e.support for e in (frac[0][a],) + ((own[0][a],) if own is not None else ())) for a in (0, 1)]
+    arms = [Arm(v, lo_hi(reps[ok, a]), ess[a], support[a], ()) for a, v in enumerate((v_c, v_t))]
+    return Prediction(name, estimator, arms[0], arms[1], v_t - v_c, lo_hi(reps[ok, 1] - reps[ok, 0]), rel,
+                      lo_hi(np.exp(log_ratios) - 1.0), p, n_users * n_days, n_req,
+                      tuple(sorted(flags | {"session_model", "bootstrap_ci"})), extra)
+
+
+def _share_with_session(slog, wu, ws) -> float:
+    """The share of user-days with a logged session (sessions per user-day = this × sessions per active day)."""
+    first = session_model._first_sessions(slog)
+    return float(np.sum(ws[first]) / wu.sum())

@@ -1,0 +1,297 @@
+"""How long users stay and how soon they return, fitted on a logging run: the session half of the
+offline prediction.
+
+A per-request estimator (abtest.cascade, abtest.ope) values each logged request under a target
+policy but holds the logged request stream fixed: the same number of impressions per session and
+the same sessions per day. A policy whose videos users enjoy keeps them longer and brings them back
+sooner, and per-user metrics grow with both. This module fits, on the logs alone, the two user
+responses that carry that effect, and turns a target's per-impression engagement (estimated by the
+per-request estimator) into its sessions' length and their number per day.
+
+Session length: a time budget (the patience model of RecSim's interest-evolution environment). A
+session starts with a budget τ ~ LogNormal(μ, σ); the i-th impression costs
+
+    c_i = 1 − β·f_i − γ·g_i        f_i: watch fraction of the impression (0 when skipped)
+                                    g_i: seconds read in the comment section opened after it
+
+and the session ends after the first impression at which the spent budget C_n = Σ_{i≤n} c_i reaches
+τ (or at the platform's impression cap, a censored session). Given the observed sequence (f_i, g_i)
+the length is a first passage of C, so the likelihood of a session that ended after N impressions
+is F(C_N) − F(max_{n<N} C_n) and of a censored one 1 − F(max_{n≤N} C_n), F the budget's CDF: (β, γ,
+μ, σ) are fitted by maximum likelihood. The variation that identifies β and γ is within sessions
+(which impressions came when), which the logging policy's randomisation and the users' own noise
+supply; the budget is independent of the slates.
+
+Return: the gap from a session's end to the next session's start is min_gap + Exp(mean
+exp(α − w·s)), s the session's mean watch fraction per impression (its satisfaction); gaps cut by the
+end of the run are censored. (α, w) by maximum likelihood.
+
+Prediction under a policy with per-impression means f̄, ḡ and seconds per impression t̄: expected
+length E[min(cap, τ / c̄ + ½)] with c̄ = 1 − β f̄ − γ ḡ (cap when c̄ ≤ 0), session duration length·t̄,
+and for each logged user-day the expected number of sessions that start before the day ends, given
+the first one's start (a renewal process: session, min_gap, exponential gap). The multiplier a
+per-request value is scaled by is the ratio of the model's expected impressions per user-day under
+the target to that under the logging policy (computed by the same formulas, so their
+approximations cancel).
+
+Held out of the model: fatigue within long sessions (later impressions play a little less), users'
+heterogeneity in how often they come (one α for all), and returns within the pre-period.
+
+Pure NumPy/SciPy over a run's Parquet files; never imports torch, lsvcr or simulator.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from scipy import optimize, special, stats
+
+from .errors import InputError
+
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class SessionLog:
+    """The logged sessions of a run, one row per session (user-major, then time)."""
+
+    user: np.ndarray  # [S]
+    start: np.ndarray  # [S] seconds since the run started
+    end: np.ndarray  # [S] the last event's time (the session_end row's, where logged)
+    ended: np.ndarray  # [S] bool: the budget ran out (False: cut by the run's end or the impression cap)
+    n: np.ndarray  # [S] impressions
+    frac: np.ndarray  # [S, Nmax] watch fraction per impression, 0 when skipped or past n
+    read_s: np.ndarray  # [S, Nmax] comment read seconds after each impression
+    run_s: float  # the run's length in seconds
+    cap: int  # the platform's impression cap per session
+    min_gap_s: float  # the platform's shortest gap between sessions
+
+    def subset(self, rows: np.ndarray) -> "SessionLog":
+        return SessionLog(self.user[rows], self.start[rows], self.end[rows], self.ended[rows], self.n[rows],
+                          self.frac[rows], self.read_s[rows], self.run_s, self.cap, self.min_gap_s)
+
+    @property
+    def day(self) -> np.ndarray:
+        return np.floor(self.start / DAY_S).astype(np.int64)
+
+
+def read_sessions(run_dir: Path, *, days: int, cap: int, min_gap_s: float) -> SessionLog:
+    """The sessions of a run directory's events.parquet (or events/ partitions), with each
+    impression's watch fraction (play seconds over the video's duration, videos.parquet)."""
+    run = Path(run_dir)
+    path = run / "events.parquet" if (run / "events.parquet").is_file() else run / "events"
+    columns = ["ts", "user_id", "session_id", "event", "video_id", "value"]
+    try:
+        table = pq.read_table(path, columns=columns)
+        videos = pq.read_table(run / "videos.parquet", columns=["video_id", "duration_s"])
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{run}: cannot read the events and videos for the session model ({exc})") from None
+    duration = np.zeros(int(videos.column("video_id").to_numpy().max()) + 1 if videos.num_rows else 0)
+    duration[videos.column("video_id").to_numpy()] = videos.column("duration_s").to_numpy()
+    ev = table.column("event").combine_chunks()
+    if hasattr(ev, "dictionary"):
+        names = np.asarray(ev.dictionary.to_pylist(), dtype=object)[ev.indices.to_numpy(zero_copy_only=False)]
+    else:
+        names = np.asarray(ev.to_pylist(), dtype=object)
+    sid = table.column("session_id").to_numpy()
+    order = np.lexsort((np.arange(len(sid)), sid))  # a session's rows in logged order
+    sid, names = sid[order], names[order]
+    ts = table.column("ts").to_numpy()[order]
+    user = table.column("user_id").to_numpy()[order]
+    value = table.column("value").to_numpy()[order]
+    video = table.column("video_id").to_numpy(zero_copy_only=False)[order]
+    first = np.r_[True, sid[1:] != sid[:-1]]
+    session = np.cumsum(first) - 1
+    S = int(session[-1]) + 1 if len(session) else 0
+    is_imp = names == "impression"
+    counts = np.bincount(session, weights=is_imp, minlength=S).astype(np.int64)
+    imp_global = np.cumsum(is_imp) - 1
+    offset = np.r_[0, np.cumsum(counts)[:-1]]
+    at = imp_global - offset[session]  # the latest impression's index within its session
+    width = max(int(counts.max()) if S else 1, 1)
+    frac = np.zeros((S, width))
+    read = np.zeros((S, width))
+    play = (names == "play") & (at >= 0)
+    vid = np.nan_to_num(video[play], nan=0).astype(np.int64)
+    frac[session[play], at[play]] = value[play] / np.maximum(duration[vid], 1e-9)
+    rd = (names == "comment_read") & (at >= 0)
+    np.add.at(read, (session[rd], at[rd]), value[rd])
+    start = ts[first]
+    end = np.maximum.reduceat(ts, np.flatnonzero(first)) if S else np.zeros(0)
+    has_end = np.bincount(session, weights=names == "session_end", minlength=S) > 0
+    ended = has_end & (counts < cap)
+    return SessionLog(user[first], start, end, ended, counts, np.clip(frac, 0.0, 1.0), read, days * DAY_S, int(cap),
+                      float(min_gap_s))
+
+
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SessionModel:
+    beta: float  # budget refunded per unit of watch fraction
+    gamma: float  # per comment read second
+    mu: float  # log budget: mean
+    sigma: float  # and sd
+    alpha: float  # log mean gap (seconds, beyond min_gap) at zero satisfaction
+    w: float  # log mean gap drop per unit of satisfaction
+    cap: int
+    min_gap_s: float
+
+    def as_dict(self) -> dict:
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def _budget_terms(log: SessionLog):
+    J = np.arange(1, log.frac.shape[1] + 1, dtype=np.float64)
+    valid = J[None, :] <= log.n[:, None]
+    return J, np.cumsum(log.frac, axis=1), np.cumsum(log.read_s, axis=1), valid
+
+
+def _budget_nll(theta, J, F, G, valid, n, ended, weights):
+    beta, gamma, mu, log_sigma = theta
+    sigma = math.exp(log_sigma)
+    C = np.where(valid, J[None, :] - beta * F - gamma * G, -np.inf)
+    running = np.maximum.accumulate(C, axis=1)
+    rows = np.arange(len(n))
+    last = C[rows, n - 1]
+    prev_max = np.where(n >= 2, running[rows, np.maximum(n - 2, 0)], -np.inf)
+    prev_max = np.maximum(prev_max, 0.0)
+    cens_max = np.maximum(running[rows, n - 1], 0.0)
+
+    def cdf(x):
+        with np.errstate(divide="ignore"):
+            return special.ndtr((np.log(np.maximum(x, 1e-300)) - mu) / sigma) * (x > 0)
+
+    p = np.where(ended, cdf(last) - cdf(prev_max), 1.0 - cdf(cens_max))
+    return -float(np.dot(weights, np.log(np.maximum(p, 1e-12))))
+
+
+def _gap_data(log: SessionLog):
+    """Observed gaps (session end -> next start of the same user) and censored last gaps."""
+    same = np.r_[log.user[1:] == log.user[:-1], False]
+    gap = np.where(same, np.r_[log.start[1:], 0.0] - log.end - log.min_gap_s, log.run_s - log.end - log.min_gap_s)
+    satisfaction = log.frac.sum(axis=1) / np.maximum(log.n, 1)
+    keep = (log.n > 0) & (gap > 0)
+    return np.maximum(gap, 1e-6), same, satisfaction, keep
+
+
+def _gap_nll(theta, gap, observed, sat, weights):
+    alpha, w = theta
+    log_mean = alpha - w * sat
+    rate_gap = gap * np.exp(-log_mean)
+    return -float(np.dot(weights, np.where(observed, -log_mean - rate_gap, -rate_gap)))
+
+
+def fit(log: SessionLog, weights: np.ndarray | None = None, start: SessionModel | None = None) -> SessionModel:
+    """Maximum-likelihood session model; ``weights`` per session (a bootstrap's multiplicities)."""
+    if len(log.n) == 0 or not np.any(log.n > 0):
+        raise InputError("the logging run has no sessions with impressions: the session model cannot be fitted")
+    weights = np.ones(len(log.n)) if weights is None else np.asarray(weights, np.float64)
+    use = (log.n > 0) & (weights > 0)
+    J, F, G, valid = _budget_terms(log)
+    args = (J, F[use], G[use], valid[use], log.n[use], log.ended[use], weights[use])
+    if start is None:
+        mean_n = float(np.average(log.n[use], weights=weights[use]))
+        x0 = [0.5, 0.0, math.log(mean_n), math.log(0.6)]
+    else:
+        x0 = [start.beta, start.gamma, start.mu, math.log(start.sigma)]
+    res = optimize.minimize(_budget_nll, x0, args=args, method="Nelder-Mead",
+                            options={"xatol": 1e-4, "fatol": 1e-4, "maxiter": 4000})
+    beta, gamma, mu, log_sigma = res.x
+    gap, observed, sat, keep = _gap_data(log)
+    keep &= weights > 0
+    if start is None:
+        mean_gap = float(np.sum(gap[keep] * weights[keep]) / max(np.sum(weights[keep] * observed[keep]), 1.0))
+        g0 = [math.log(max(mean_gap, 1.0)), 0.0]
+    else:
+        g0 = [start.alpha, start.w]
+    gres = optimize.minimize(_gap_nll, g0, args=(gap[keep], observed[keep], sat[keep], weights[keep]), method="BFGS")
+    alpha, w = gres.x
+    return SessionModel(float(beta), float(gamma), float(mu), float(math.exp(log_sigma)), float(alpha), float(w),
+                        log.cap, log.min_gap_s)
+
+
+# ------------------------------------------------------------------------------------------------
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(40)  # E over a standard normal
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def expected_length(model: SessionModel, frac: float, read_s: float) -> float:
+    """Expected impressions per session when an impression costs 1 − β·frac − γ·read_s on average."""
+    cost = 1.0 - model.beta * frac - model.gamma * read_s
+    if cost <= 0:
+        return float(model.cap)
+    tau = np.exp(model.mu + model.sigma * _NODES)
+    return float(np.dot(_WEIGHTS, np.minimum(model.cap, tau / cost + 0.5)))
+
+
+def expected_sessions(model: SessionModel, first_start: np.ndarray, day_s: float, duration_s: float,
+                      satisfaction: float, max_sessions: int = 60) -> np.ndarray:
+    """Expected sessions started before ``day_s`` after a first one at ``first_start`` (seconds into the
+    day): each lasts ``duration_s``, then min_gap + Exp(mean exp(α − w·satisfaction))."""
+    mean_gap = math.exp(model.alpha - model.w * satisfaction)
+    k = np.arange(1, max_sessions + 1)[None, :]
+    room = (day_s - np.asarray(first_start, np.float64))[:, None] - k * (duration_s + model.min_gap_s)
+    p = np.where(room > 0, stats.gamma.cdf(np.maximum(room, 0.0), a=k, scale=mean_gap), 0.0)
+    return 1.0 + p.sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """A policy's per-impression means (from a per-request estimator, or logged)."""
+
+    frac: float  # watch fraction
+    read_s: float  # comment read seconds
+    seconds: float  # seconds spent per impression (watching, reading, scanning, skipping)
+
+
+def impressions_per_day(model: SessionModel, log: SessionLog, e: Engagement, weights: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(impressions, sessions, length) per user-day with a first session, expected under engagement ``e``."""
+    length = expected_length(model, e.frac, e.read_s)
+    first = _first_sessions(log)
+    starts = log.start[first] - log.day[first] * DAY_S
+    sessions = expected_sessions(model, starts, DAY_S, length * e.seconds, e.frac)
+    wts = np.ones(len(starts)) if weights is None else np.asarray(weights, np.float64)[first]
+    mean_sessions = float(np.dot(wts, sessions) / max(wts.sum(), 1e-12))
+    return length * mean_sessions, mean_sessions, length
+
+
+def _first_sessions(log: SessionLog) -> np.ndarray:
+    key = log.user * 100_000 + log.day
+    return np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+
+
+def logged_engagement(log: SessionLog, weights: np.ndarray | None = None) -> Engagement:
+    """The logging policy's per-impression means, straight from its sessions."""
+    wts = np.ones(len(log.n)) if weights is None else np.asarray(weights, np.float64)
+    imps = float(np.dot(wts, log.n))
+    seconds = float(np.dot(wts, log.end - log.start))
+    return Engagement(float(np.dot(wts, log.frac.sum(axis=1)) / imps), float(np.dot(wts, log.read_s.sum(axis=1)) / imps),
+                      seconds / imps)
+
+
+@dataclass(frozen=True)
+class SessionFits:
+    """A run's session model and its refits on cluster-bootstrap replicates (users drawn with
+    replacement, ``multiplicity[b, user]`` times), shared by every prediction from that run."""
+
+    log: SessionLog
+    model: SessionModel
+    multiplicity: np.ndarray  # [B, n_users]
+    replicates: tuple[SessionModel, ...]
+
+
+def fit_with_bootstrap(log: SessionLog, n_users: int, replicates: int, seed: int, progress=None) -> SessionFits:
+    """Fit once, then refit (warm-started) on ``replicates`` user-bootstrap samples drawn with ``seed``."""
+    model = fit(log)
+    rng = np.random.default_rng(seed)
+    mult = np.stack([np.bincount(rng.integers(n_users, size=n_users), minlength=n_users) for _ in range(replicates)]) \
+        if replicates else np.zeros((0, n_users), np.int64)
+    refits = []
+    for b in range(replicates):
+        refits.append(fit(log, weights=mult[b][log.user], start=model))
+        if progress:
+            progress(b + 1)
+    return SessionFits(log, model, mult, tuple(refits))
