@@ -231,6 +231,8 @@ def _field_type(hint: Any) -> Any:
 def _value(hint: Any, value: Any, where: str) -> Any:
     """``value`` (from TOML) as a field of type ``hint``; anything else is left to ``__post_init__``."""
     kind = _field_type(hint)
+    if value is None and kind is not hint:  # an optional field written out unset (a manifest's null)
+        return None
     if typing.get_origin(kind) is tuple:
         if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
             raise InputError(f"{where} must be a list of numbers")

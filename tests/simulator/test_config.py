@@ -52,3 +52,12 @@ def test_toml_round_trip(tmp_path):
     cfg = SimConfig.from_toml(path)
     assert (cfg.days, cfg.noise_seed, cfg.world.n_users, cfg.world.style_popularity) == (4, 3, 50, (1.0,) * 5)
     assert SimConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_manifest_with_unset_optional_fields_round_trips():
+    """A run's manifest writes noise_seed = None (null); reading it back must not call that a bad number."""
+    from simulator.config import SimConfig
+
+    cfg = SimConfig()
+    assert cfg.noise_seed is None
+    assert SimConfig.from_dict(cfg.to_dict()) == cfg
