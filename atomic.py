@@ -15,6 +15,9 @@ anything fails before that, the temporary is removed and the destination is left
                                      ``src`` to ``dst``; an old ``dst`` is removed only once ``src`` is in place
                                      (``replace=False``: publish only into a missing or empty ``dst``)
 
+``tmp`` ends in ``.tmp``: name the format explicitly to a library that would infer it from the
+extension (DuckDB's ``COPY ... TO`` needs ``(FORMAT parquet)``; ``numpy.save`` would append ``.npy``).
+
 Keywords, all off by default: ``parents=True`` creates missing parent directories first;
 ``fsync=True`` also flushes the data and the directory entry to disk (durability across a power cut;
 atomicity towards other readers does not need it). Temporaries get the permissions that ``open`` and
