@@ -18,7 +18,7 @@ anything fails before that, the temporary is removed and the destination is left
 ``tmp`` ends in ``.tmp``: name the format explicitly to a library that would infer it from the
 extension (DuckDB's ``COPY ... TO`` needs ``(FORMAT parquet)``; ``numpy.save`` would append ``.npy``).
 
-Keywords, all off by default: ``parents=True`` creates missing parent directories first;
+Keywords ``parents`` and ``fsync`` are off by default: ``parents=True`` creates missing parent directories first;
 ``fsync=True`` also flushes the data and the directory entry to disk (durability across a power cut;
 atomicity towards other readers does not need it). Temporaries get the permissions that ``open`` and
 ``mkdir`` give under the process's umask.
