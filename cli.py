@@ -1,5 +1,6 @@
-"""The `lsvcr` command line: thin typer commands that parse options, call one package function and
-render the result. Bad input raises a package ``InputError`` and exits with code 2 and one line."""
+"""The `lsvcr` command line: thin typer commands that parse options, call one package function (or one
+pipeline of pipeline.py, which wires the packages together) and render the result. Bad input raises a
+package ``InputError`` and exits with code 2 and one line."""
 from __future__ import annotations
 
 import contextlib
@@ -93,7 +94,6 @@ def progress_bar(label: str, total: float, quiet: bool = False):
 # --------------------------------------------------------------------------------------------
 # lsvcr simulate
 # --------------------------------------------------------------------------------------------
-
 RAY_HELP = ("Run the users as Ray shards (one actor per shard; each day's deltas exchanged through Ray). "
             "Without --ray-address: a local Ray with this machine's cores. The run directory is the one-process run's.")
 RAY_ADDRESS_HELP = "Join this Ray cluster: auto (the running cluster) or HOST:PORT. Implies --ray."
@@ -172,6 +172,9 @@ def simulate(
     console.print(f"wrote {out}")
 
 
+# --------------------------------------------------------------------------------------------
+# lsvcr demo (pipeline.run_demo)
+# --------------------------------------------------------------------------------------------
 class TerminalDisplay:
     """``pipeline.Display`` on the terminal: a rule per stage, each stage's result through its render_*."""
 

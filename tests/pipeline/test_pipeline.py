@@ -136,3 +136,10 @@ def test_silent_display_is_a_display():
     with display.status("y"):
         display.stage("z")
     assert display.console is None
+
+
+def test_the_report_format_choices_are_abtests():
+    from abtest.render import FORMATS
+    from cli import ReportFormat
+
+    assert tuple(f.value for f in ReportFormat) == FORMATS
