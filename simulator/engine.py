@@ -22,18 +22,28 @@ import numpy as np
 import simpy
 
 from . import rng as streams
-from .behaviour import open_logit, return_gap_mean_s, sigmoid, video_utility
-from .config import SimConfig
 from .batching import Batcher, is_batched
+from .behaviour import (
+    drift_taste, initial_temper, open_logit, p_continue, p_like, p_play, p_post, p_read, read_seconds,
+    relevance_terms, relevances, return_gap_s, sigmoid, slate_appeal, temper_after_play, temper_after_skip,
+    temper_refund, video_utility, watch_fraction,
+)
+from .config import SimConfig
+from .eventlog import COLUMNS, SlateRow, session_logger
 from .lexicon import make_comment
 from .policy import CommentRequest, History, Policy, UserTruth, VideoRequest, WorldView
-from .schema import EVENT_TYPES, POSTED_COMMENT_BASE, POSTS_PER_USER
+from .schema import POSTED_COMMENT_BASE, POSTS_PER_USER, SLATE_KINDS, Event
 from .world import World
 
 DAY_S = 86400.0
 SESSION_ID_STRIDE = 1 << 20
 REQUEST_ID_STRIDE = 1 << 24  # request_id = user_id * stride + k-th policy request of that user
-EV = {name: i for i, name in enumerate(EVENT_TYPES)}
+# event codes as plain ints (module globals are faster to read in the hot loop than enum members)
+IMPRESSION, PLAY, COMMENT_OPEN = Event.impression.value, Event.play.value, Event.comment_open.value
+COMMENT_IMPRESSION, COMMENT_READ = Event.comment_impression.value, Event.comment_read.value
+COMMENT_LIKE, COMMENT_POST = Event.comment_like.value, Event.comment_post.value
+SLATE_VIDEO, SLATE_COMMENT = SLATE_KINDS.index("video"), SLATE_KINDS.index("comment")
+REQUEST_ID_FIELD = COLUMNS.index("request_id")
 
 
 class CommentStore:
@@ -99,6 +109,27 @@ class DayDelta:
     likes: list[int] = field(default_factory=list)  # comment rows, one entry per like
     plays: list[int] = field(default_factory=list)  # video ids, one entry per play
     posts: list[Post] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Session:
+    """One session's running state, shared by its video and comment steps."""
+
+    id: int
+    policy: Policy
+    batcher: Batcher | None
+    truth: UserTruth | None
+    log: Callable[..., None]  # eventlog.session_logger: one event row per call, by named fields
+    terms: tuple[list[float], list[float]]  # behaviour.relevance_terms of this session's tastes
+    temper: float
+    u_gap: float  # the uniform that draws the return gap after the session
+    start: float
+    t: float = 0.0  # the session's clock
+    seen: int = 0  # impressions so far
+    enjoyment: float = 0.0  # sum of watch fractions
+
+    def __post_init__(self) -> None:
+        self.t = self.start
 
 
 class UserState:
@@ -217,49 +248,20 @@ class Platform:
             yield from self.session(st)
 
     def session(self, st: UserState):
-        env, b, cfg, world = self.env, self.b, self.config, self.world
-        log = self.rows.append
-        user = st.user
-        sid = user * SESSION_ID_STRIDE + st.n_sessions
-        st.n_sessions += 1
-        period = 0 if env.now < cfg.pre_days * DAY_S else 1
-        variant = self.variant_of(user)
-        vcode = self.variant_code[variant]
-        policy = self.pre_policy if (period == 0 and self.pre_policy is not None) else self.policies[variant]
-        truth = st.truth if policy.needs_truth else None
-        st.session_days.append(int(env.now // DAY_S))
+        """One session: ask for video slates and scroll through them until temper runs out.
 
-        T = len(st.taste)
-        z = st.session.normals(T + 1)
-        if b.taste_drift_sd > 0:
-            st.taste *= np.exp(b.taste_drift_sd * np.asarray(z[:T]))
-            st.taste /= st.taste.sum()
-        temper = st.patience * math.exp(0.3 * z[T] - 0.045)
-        # this session's comment-relevance terms per topic and per style (see behaviour.comment_relevance)
-        terms = (
-            (b.comment_topic_weight * (np.sqrt(T * st.taste) - 1.0)).tolist(),
-            (b.comment_style_weight * (np.sqrt(len(st.style) * st.style) - 1.0)).tolist(),
-        )
-        u_gap = st.session.uniforms(1)[0]
-        # The session runs on its own clock t; the process sleeps once per slate. Within a day
-        # nothing another user does is visible, so this equals one simpy event per impression at a
-        # fraction of the cost. A batching policy's queueing delay is not added to t: inference is
-        # instantaneous in simulated time, whatever the batch.
-        batcher = self.batchers.get(variant) if period == 1 or self.pre_policy is None else self.pre_batcher
-        start = t = env.now
-        log((user, start, sid, period, vcode, 0, -1, -1, -1, math.nan, math.nan, 0.0, -1))
-
-        exp = math.exp
-        history = st.history
-        max_impressions, skip_seconds = b.max_impressions, b.skip_seconds
-        play_intercept, play_fatigue, play_position = b.play_intercept, b.play_fatigue, b.play_position
-        watch_intercept, watch_slope, watch_sd = b.watch_intercept, b.watch_slope, b.watch_sd
-        temper_base, temper_enjoy = b.temper_base, b.temper_enjoy
+        The session runs on its own clock ``s.t``; the process sleeps once per slate. Within a day
+        nothing another user does is visible, so this equals one simpy event per impression at a
+        fraction of the cost. A batching policy's queueing delay is not added to the clock: inference
+        is instantaneous in simulated time, whatever the batch.
+        """
+        env, cfg, world = self.env, self.config, self.world
+        s = self._open_session(st)
+        watch, comment_section = self.watch, self.comment_section
+        max_impressions = self.b.max_impressions
         V = world.n_videos
         seen_mask = np.zeros(V, dtype=bool)
-        seen = 0
-        enjoyment = 0.0
-        while temper > 0 and seen < b.max_impressions:
+        while s.temper > 0 and s.seen < max_impressions:
             if cfg.n_candidates:
                 cands = st.candidates.choice(V, size=min(cfg.n_candidates, V), replace=False)
                 cands = cands[~seen_mask[cands]]
@@ -267,123 +269,160 @@ class Platform:
                 cands = np.flatnonzero(~seen_mask)
             if len(cands) == 0:
                 break
-            k = min(cfg.video_slate_size, len(cands))
-            rid = user * REQUEST_ID_STRIDE + st.n_requests
-            st.n_requests += 1
-            request = VideoRequest(user, t, cands, k, st.history, self.view, st.policy_video, truth)
-            if batcher is None:
-                slate = policy.rank_videos(request)
+            rid = self._request_id(st)
+            request = VideoRequest(st.user, s.t, cands, min(cfg.video_slate_size, len(cands)), st.history,
+                                   self.view, st.policy_video, s.truth)
+            if s.batcher is None:
+                slate = s.policy.rank_videos(request)
             else:
-                yield env.timeout(max(0.0, t - env.now))
-                slate = yield batcher.videos(request)
+                yield env.timeout(max(0.0, s.t - env.now))
+                slate = yield s.batcher.videos(request)
             items = slate.items
             if self.slates is not None:
-                self.slates.append((rid, user, sid, t, 0, -1, items, slate.propensities,
-                                    slate.prefix_propensities, cands))
+                self.slates.append(SlateRow(rid, st.user, s.id, s.t, SLATE_VIDEO, -1, items, slate.propensities,
+                                            slate.prefix_propensities, cands))
             seen_mask[items] = True
-            x_slate = video_utility(b, st.taste, world.video_topics[items], world.video_quality[items]).tolist()
+            x_slate = video_utility(self.b, st.taste, world.video_topics[items], world.video_quality[items]).tolist()
             props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
             durations = world.duration_s[items].tolist()
             for pos, v in enumerate(items.tolist()):
-                if temper <= 0 or seen >= max_impressions:
+                if s.temper <= 0 or s.seen >= max_impressions:
                     break
-                prop, pre = props[pos], prefix[pos]
-                log((user, t, sid, period, vcode, 1, v, -1, pos, prop, pre, 0.0, rid))
-                u_play, u_open = st.video.uniforms(2)
-                z_watch = st.video.normals(1)[0]
                 x = x_slate[pos]
-                p_play = 1.0 / (1.0 + exp(-(play_intercept + x - play_fatigue * seen - play_position * pos)))
-                seen += 1
-                if u_play >= p_play:
-                    temper -= temper_base
-                    t += skip_seconds
+                u_open = watch(st, s, v, pos, x, durations[pos], props[pos], prefix[pos], rid)
+                if u_open is None:  # skipped
                     continue
-                frac = 1.0 / (1.0 + exp(-(watch_intercept + watch_slope * x + watch_sd * z_watch)))
-                watch = durations[pos] * frac
-                log((user, t, sid, period, vcode, 2, v, -1, pos, prop, pre, watch, rid))
-                self.delta.plays.append(v)  # the delta of the day this slate is processed in
-                history.video_ids.append(v)
-                history.watch_fraction.append(frac)
-                enjoyment += frac
-                temper -= temper_base - temper_enjoy * frac
-                t += watch
                 rows = self.view.video_comment_rows[v]
                 if len(rows):
-                    crid = user * REQUEST_ID_STRIDE + st.n_requests
-                    st.n_requests += 1
-                    k = min(cfg.comment_slate_size, len(rows))
-                    request = CommentRequest(user, t, v, rows, k, st.history, self.view, st.policy_comment, truth)
-                    if batcher is None:
-                        cslate = policy.rank_comments(request)
+                    crid = self._request_id(st)
+                    request = CommentRequest(st.user, s.t, v, rows, min(cfg.comment_slate_size, len(rows)),
+                                             st.history, self.view, st.policy_comment, s.truth)
+                    if s.batcher is None:
+                        cslate = s.policy.rank_comments(request)
                     else:
-                        yield env.timeout(max(0.0, t - env.now))
-                        cslate = yield batcher.comments(request)
-                    seconds, refund = self.comment_section(
-                        st, cslate, crid, terms, sid, period, vcode, v, pos, x, t, u_open
-                    )
-                    temper += refund
-                    t += seconds
-            yield env.timeout(max(0.0, t - env.now))
-        end = t
-        log((user, end, sid, period, vcode, 8, -1, -1, -1, math.nan, math.nan, end - start, -1))
-        satisfaction = enjoyment / max(seen, 1)
-        gap = -math.log(1.0 - u_gap) * return_gap_mean_s(b, st.activity, satisfaction)
-        st.next_start = end + b.min_gap_s + gap
+                        yield env.timeout(max(0.0, s.t - env.now))
+                        cslate = yield s.batcher.comments(request)
+                    comment_section(st, s, cslate, crid, v, pos, x, u_open)
+            yield env.timeout(max(0.0, s.t - env.now))
+        self._close_session(st, s)
 
-    def comment_section(self, st, slate, rid, terms, sid, period, vcode, v, vpos, x, t, u_open):
-        """Maybe open the section (decided by the previewed top of ``slate``) and read it as a cascade.
-
-        Returns the seconds spent in the section and the temper its comments refunded.
-        """
-        b, c = self.b, self.comments
-        if self.slates is not None:
-            self.slates.append((rid, st.user, sid, t, 1, v, c.ids[slate.items], slate.propensities,
-                                slate.prefix_propensities, None))
-        shown = slate.items.tolist()
-        topic_term, style_term = terms
-        tl, sl, ql, wq = c.topic_list, c.style_list, c.quality_list, b.comment_quality_weight
-        rel = [wq * ql[r] + topic_term[tl[r]] + style_term[sl[r]] for r in shown]
-        preview = rel[: b.comment_preview]
-        appeal = sum(preview) / len(preview)
-        if u_open >= sigmoid(open_logit(b, st.affinity, x, appeal)):
-            return 0.0, 0.0
-        log = self.rows.append
+    def _open_session(self, st: UserState) -> "Session":
+        """Start a session now: its policy, this session's taste drift and temper, session_start."""
+        env, b, cfg = self.env, self.b, self.config
         user = st.user
-        log((user, t, sid, period, vcode, 3, v, -1, vpos, math.nan, math.nan, 0.0, rid))
+        sid = user * SESSION_ID_STRIDE + st.n_sessions
+        st.n_sessions += 1
+        period = 0 if env.now < cfg.pre_days * DAY_S else 1
+        variant = self.variant_of(user)
+        policy = self.pre_policy if (period == 0 and self.pre_policy is not None) else self.policies[variant]
+        batcher = self.batchers.get(variant) if period == 1 or self.pre_policy is None else self.pre_batcher
+        st.session_days.append(int(env.now // DAY_S))
+        T = len(st.taste)
+        z = st.session.normals(T + 1)
+        drift_taste(b, st.taste, z[:T])
+        s = Session(
+            id=sid, policy=policy, batcher=batcher, truth=st.truth if policy.needs_truth else None,
+            log=session_logger(self.rows, user, sid, period, self.variant_code[variant]),
+            terms=relevance_terms(b, st.taste, st.style),  # this session's comment-relevance terms
+            temper=initial_temper(st.patience, z[T]), u_gap=st.session.uniforms(1)[0], start=env.now,
+        )
+        s.log(Event.session_start, s.start)
+        return s
+
+    def _close_session(self, st: UserState, s: "Session") -> None:
+        """session_end, and when the next session starts (sooner after a satisfying one)."""
+        end = s.t
+        s.log(Event.session_end, end, value=end - s.start)
+        satisfaction = s.enjoyment / max(s.seen, 1)
+        st.next_start = end + self.b.min_gap_s + return_gap_s(self.b, st.activity, satisfaction, s.u_gap)
+
+    @staticmethod
+    def _request_id(st: UserState) -> int:
+        rid = st.user * REQUEST_ID_STRIDE + st.n_requests
+        st.n_requests += 1
+        return rid
+
+    def watch(self, st: UserState, s: "Session", v: int, pos: int, x: float, duration: float,
+              prop: float, prefix: float, rid: int) -> float | None:
+        """The video step: one impression of video ``v`` (utility ``x``) at slate position ``pos``.
+
+        Logs the impression and maybe a play; spends temper and clock. Returns the uniform that
+        decides whether the comment section opens after the play, or None when skipped.
+        """
+        b, log = self.b, s.log
+        log(IMPRESSION, s.t, video=v, position=pos, propensity=prop, prefix=prefix, request=rid)
+        u_play, u_open = st.video.uniforms(2)  # every impression draws the same, played or not
+        z_watch = st.video.normals(1)[0]
+        played = u_play < p_play(b, x, s.seen, pos)
+        s.seen += 1
+        if not played:
+            s.temper = temper_after_skip(b, s.temper)
+            s.t += b.skip_seconds
+            return None
+        frac = watch_fraction(b, x, z_watch)
+        seconds = duration * frac
+        log(PLAY, s.t, video=v, position=pos, propensity=prop, prefix=prefix, value=seconds, request=rid)
+        self.delta.plays.append(v)  # the delta of the day this slate is processed in
+        st.history.video_ids.append(v)
+        st.history.watch_fraction.append(frac)
+        s.enjoyment += frac
+        s.temper = temper_after_play(b, s.temper, frac)
+        s.t += seconds
+        return u_open
+
+    def comment_section(self, st: UserState, s: "Session", slate, rid: int, v: int, vpos: int, x: float,
+                        u_open: float) -> None:
+        """The comment step: maybe open the section after a play of ``v`` (decided by the previewed top
+        of ``slate``) and read it as a cascade; spends the session's clock, refunds its temper."""
+        b, c = self.b, self.comments
+        t = s.t
+        if self.slates is not None:
+            self.slates.append(SlateRow(rid, st.user, s.id, t, SLATE_COMMENT, v, c.ids[slate.items],
+                                        slate.propensities, slate.prefix_propensities, None))
+        shown = slate.items.tolist()
+        rel = relevances(b, s.terms, shown, c.topic_list, c.style_list, c.quality_list)
+        if u_open >= sigmoid(open_logit(b, st.affinity, x, slate_appeal(b, rel))):
+            return
+        log = s.log
+        log(COMMENT_OPEN, t, video=v, position=vpos, request=rid)
         open_row = len(self.rows) - 1
         ids = c.ids[slate.items].tolist()
         props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
+        words, scan_seconds = c.words, b.scan_seconds
         now = t
         refund = 0.0
         interacted: list[int] = []
         for pos, row in enumerate(shown):
             u_read, u_g1, u_g2, u_like, u_post, u_cont = st.comment.uniforms(6)
-            cid, r = ids[pos], rel[pos]
-            log((user, now, sid, period, vcode, 4, v, cid, pos, props[pos], prefix[pos], 0.0, rid))
-            now += b.scan_seconds
-            read = u_read < sigmoid(b.read_intercept + b.read_slope * r)
+            cid, r, prop, pre = ids[pos], rel[pos], props[pos], prefix[pos]
+            log(COMMENT_IMPRESSION, now, video=v, comment=cid, position=pos, propensity=prop, prefix=pre, request=rid)
+            now += scan_seconds
+            read = u_read < p_read(b, r)
             if read:
-                secs = b.read_seconds * (c.words[row] / 10.0) * math.exp(0.3 * r) * 0.5 * (
-                    -math.log(1.0 - u_g1) - math.log(1.0 - u_g2)
-                )  # Gamma(2) with mean read_seconds * length * exp(0.3 r)
-                log((user, now, sid, period, vcode, 5, v, cid, pos, props[pos], prefix[pos], secs, rid))
+                secs = read_seconds(b, words[row], r, u_g1, u_g2)
+                log(COMMENT_READ, now, video=v, comment=cid, position=pos, propensity=prop, prefix=pre, value=secs,
+                    request=rid)
                 now += secs
-                refund += b.temper_comment * max(r, 0.0)
-                if u_like < sigmoid(b.like_intercept + b.like_slope * r):
-                    log((user, now, sid, period, vcode, 6, v, cid, pos, props[pos], prefix[pos], 0.0, rid))
+                refund += temper_refund(b, r)
+                if u_like < p_like(b, r):
+                    log(COMMENT_LIKE, now, video=v, comment=cid, position=pos, propensity=prop, prefix=pre, request=rid)
                     self.delta.likes.append(row)
-                if u_post < sigmoid(b.post_intercept + b.post_slope * r):
+                if u_post < p_post(b, r):
                     post = self._post(st, v, now)
-                    log((user, now, sid, period, vcode, 7, v, post.comment_id, pos, props[pos], prefix[pos], 0.0, rid))
+                    log(COMMENT_POST, now, video=v, comment=post.comment_id, position=pos, propensity=prop, prefix=pre,
+                        request=rid)
                     self.delta.posts.append(post)
                 interacted.append(cid)
-            p_cont = sigmoid(b.continue_intercept + b.continue_slope * (r if read else -1.0))
-            if u_cont >= p_cont:
+            if u_cont >= p_continue(b, r, read):
                 break
-        self.rows[open_row] = self.rows[open_row][:-1] + (now - t,)
+        # KNOWN BUG, kept so that logs stay byte-identical (reported with issue 14): the seconds spent
+        # in the section were meant for the open row's ``value`` (see schema.EVENTS) but overwrite
+        # its ``request_id`` (truncated to an int when written); ``value`` stays 0.
+        self.rows[open_row] = self.rows[open_row][:REQUEST_ID_FIELD] + (now - t,)
         if interacted:
             st.history.comment_records.append((v, interacted))
-        return now - t, refund
+        s.temper += refund
+        s.t += now - t
 
     def _post(self, st: UserState, video: int, ts: float) -> Post:
         k = st.n_posts

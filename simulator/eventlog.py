@@ -1,14 +1,50 @@
-"""The event log: engine rows → a typed Arrow table (schema ``simulator.schema.EVENTS``)."""
+"""The event log: engine rows → a typed Arrow table (schema ``simulator.schema.EVENTS``).
+
+The engine writes rows through ``session_logger`` (named fields, session columns filled in) and
+policy requests as ``SlateRow``; both stay plain tuples, the fastest thing to append and to convert.
+"""
 from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from .schema import EVENT_TYPES, EVENTS, PERIODS, SLATES
+from .schema import EVENT_TYPES, EVENTS, PERIODS, SLATE_KINDS, SLATES
 
 # Row layout written by the engine.
 COLUMNS = ("user_id", "ts", "session_id", "period", "variant", "event", "video_id", "comment_id",
            "position", "propensity", "prefix_propensity", "value", "request_id")
+NAN = math.nan
+
+
+def session_logger(rows: list, user: int, session_id: int, period: int, variant: int) -> Callable[..., None]:
+    """``log(event, ts, *, video, comment, position, propensity, prefix, value, request)`` appending one
+    row of COLUMNS to ``rows`` for this session; omitted fields are null (value: 0)."""
+    append = rows.append
+
+    def log(event: int, ts: float, video: int = -1, comment: int = -1, position: int = -1,
+            propensity: float = NAN, prefix: float = NAN, value: float = 0.0, request: int = -1) -> None:
+        append((user, ts, session_id, period, variant, event, video, comment, position, propensity, prefix,
+                value, request))
+
+    return log
+
+
+class SlateRow(NamedTuple):
+    """One policy request as logged for off-policy evaluation (a row of SLATES)."""
+
+    request_id: int
+    user_id: int
+    session_id: int
+    ts: float
+    kind: int  # index into SLATE_KINDS
+    video_id: int  # the video whose comments were ranked; −1 for video requests
+    items: np.ndarray  # shown ids, in order
+    propensities: np.ndarray
+    prefix_propensities: np.ndarray
+    candidates: np.ndarray | None  # video requests only
 
 
 def to_arrays(rows: list[tuple]) -> dict[str, np.ndarray]:
@@ -53,10 +89,10 @@ def to_table(arrays: dict[str, np.ndarray], variants: list[str]) -> pa.Table:
     )
 
 
-def slates_table(slates: list[tuple]) -> pa.Table:
+def slates_table(slates: list[SlateRow]) -> pa.Table:
     """The engine's logged policy requests, sorted by request id (user-major, then time)."""
     slates = sorted(slates, key=lambda row: row[0])
-    cols = list(zip(*slates)) if slates else [()] * 10
+    cols = list(zip(*slates)) if slates else [()] * len(SlateRow._fields)
 
     def lists(col, kind):
         return pa.array([np.asarray(x).tolist() for x in col], type=pa.list_(kind))
@@ -69,7 +105,7 @@ def slates_table(slates: list[tuple]) -> pa.Table:
             pa.array(cols[1], pa.int64()),
             pa.array(cols[2], pa.int64()),
             pa.array(cols[3], pa.float64()),
-            pa.DictionaryArray.from_arrays(pa.array(kinds), pa.array(["video", "comment"])),
+            pa.DictionaryArray.from_arrays(pa.array(kinds), pa.array(list(SLATE_KINDS))),
             pa.array(video, pa.int64(), mask=video < 0),
             lists(cols[6], pa.int64()),
             lists(cols[7], pa.float64()),

@@ -16,23 +16,31 @@ user_id * POSTS_PER_USER + k`` (k-th post of that user), so ids never depend on 
 """
 from __future__ import annotations
 
+from enum import IntEnum
+
 import pyarrow as pa
 
 POSTED_COMMENT_BASE = 1 << 40
 POSTS_PER_USER = 1 << 16
 
-EVENT_TYPES = (
-    "session_start",
-    "impression",
-    "play",
-    "comment_open",
-    "comment_impression",
-    "comment_read",
-    "comment_like",
-    "comment_post",
-    "session_end",
-)
+
+class Event(IntEnum):
+    """The ``event`` column's values; the codes are its dictionary indices (never renumber)."""
+
+    session_start = 0
+    impression = 1
+    play = 2
+    comment_open = 3
+    comment_impression = 4
+    comment_read = 5
+    comment_like = 6
+    comment_post = 7
+    session_end = 8
+
+
+EVENT_TYPES = tuple(e.name for e in Event)
 PERIODS = ("pre", "experiment")
+SLATE_KINDS = ("video", "comment")  # the SLATES ``kind`` column's values, in code order
 
 EVENTS = pa.schema(
     [
