@@ -90,6 +90,34 @@ class CommentStore:
             self.rows_of_video[p.video_id] = np.append(self.rows_of_video[p.video_id], start + i)
 
 
+# ----------------------------------------------------------------------------------------------
+# The daily-visibility rule (the engine and simulator.replay both build their views with these)
+# ----------------------------------------------------------------------------------------------
+def next_day_counts(recent_plays: np.ndarray, likes: np.ndarray, plays, liked_rows, decay: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The counters of the next day's view from one day's plays (video ids) and likes (comment rows),
+    one entry per event of every shard: recent plays decay and add the day's, like counts add the day's."""
+    recent = decay * recent_plays + np.bincount(np.asarray(plays, dtype=np.int64), minlength=len(recent_plays))
+    return recent, likes + np.bincount(np.asarray(liked_rows, dtype=np.int64), minlength=len(likes))
+
+
+def day_view(world: World, comments: "CommentStore", recent_plays: np.ndarray, likes: np.ndarray, n_rows: int
+             ) -> WorldView:
+    """What every user sees during one day: the day's counters (copied) and the first ``n_rows`` comment
+    rows of the store (the comments posted before the day began)."""
+    whole = n_rows == len(comments.ids)
+    return WorldView(
+        video_recent_plays=recent_plays.copy(),
+        video_duration_s=world.duration_s,
+        comment_ids=comments.ids[:n_rows],
+        comment_video=comments.video[:n_rows],
+        comment_likes=likes[:n_rows].copy(),
+        video_comment_rows=list(comments.rows_of_video) if whole
+        else [r[: np.searchsorted(r, n_rows)] for r in comments.rows_of_video],
+        comment_text=comments.text,
+    )
+
+
 @dataclass(frozen=True)
 class Post:
     comment_id: int
@@ -204,16 +232,7 @@ class Platform:
         )
 
     def _view(self) -> WorldView:
-        c = self.comments
-        return WorldView(
-            video_recent_plays=self.recent_plays.copy(),
-            video_duration_s=self.world.duration_s,
-            comment_ids=c.ids,
-            comment_video=c.video,
-            comment_likes=c.likes.copy(),
-            video_comment_rows=list(c.rows_of_video),
-            comment_text=c.text,
-        )
+        return day_view(self.world, self.comments, self.recent_plays, self.comments.likes, len(self.comments.ids))
 
     # ----------------------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None) -> None:
@@ -230,14 +249,12 @@ class Platform:
     def end_of_day(self, day: int) -> None:
         deltas = self.exchange(day, self.delta)
         self.delta = DayDelta()
-        likes = [r for d in deltas for r in d.likes]
-        plays = [v for d in deltas for v in d.plays]
         c = self.comments
-        c.likes += np.bincount(np.asarray(likes, dtype=np.int64), minlength=len(c.likes))
-        self.recent_plays = self.config.popularity_decay * self.recent_plays + np.bincount(
-            np.asarray(plays, dtype=np.int64), minlength=self.world.n_videos
+        self.recent_plays, c.likes = next_day_counts(
+            self.recent_plays, c.likes, [v for d in deltas for v in d.plays], [r for d in deltas for r in d.likes],
+            self.config.popularity_decay,
         )
-        c.add([p for d in deltas for p in d.posts])
+        c.add([p for d in deltas for p in d.posts])  # posted today: visible from tomorrow
         self.view = self._view()
 
     # ----------------------------------------------------------------------------------------

@@ -47,13 +47,14 @@ import pyarrow.parquet as pq
 
 from . import rng as streams
 from .config import SimConfig
-from .engine import DAY_S, REQUEST_ID_STRIDE, CommentStore, Post
+from .engine import DAY_S, REQUEST_ID_STRIDE, CommentStore, Post, day_view, next_day_counts
 from .errors import InputError
 from .experiment import check_world, world_config
 from .policy import CommentRequest, History, Policy, UserTruth, VideoRequest, WorldView
+from .schema import SLATE_KINDS
 from .world import World, generate_world
 
-KINDS = ("video", "comment")
+KINDS = SLATE_KINDS
 METRICS = {"video": ("watch_s", "plays"), "comment": ("read_s", "reads", "likes")}
 # besides the metrics, per position: comment impressions (the positions a user reached in an opened section)
 REPLAY_STREAM = 1  # extra spawn-key element of the target policy's streams (independent of the logging policy's)
@@ -81,6 +82,58 @@ class Target(NamedTuple):
     sampled: np.ndarray  # [n] bool: the probabilities are indicators of one sampled slate
 
 
+class Requests(NamedTuple):
+    """slates.parquet in request-id order (user-major, then time), both kinds: [N] or [N, K]."""
+
+    rid: np.ndarray  # [N]
+    user: np.ndarray  # [N]
+    ts: np.ndarray  # [N]
+    is_comment: np.ndarray  # [N] bool
+    video: np.ndarray  # [N] the video whose comments were ranked (−1 for video requests)
+    items: np.ndarray  # [N, K] shown ids, −1 past the slate's end
+    length: np.ndarray  # [N] slate lengths
+    marginal: np.ndarray  # [N, K] logging marginals (1 past the end)
+    prefix: np.ndarray  # [N, K] logging prefix probabilities (1 past the end)
+    parent: np.ndarray  # [N] the video request each request follows (itself for video requests)
+    day: np.ndarray  # [N] the day the engine processed it: its parent video request's
+    cand_off: np.ndarray  # [N + 1] offsets of each request's candidates in cand_flat (video requests)
+    cand_flat: np.ndarray
+
+
+class EventRows(NamedTuple):
+    """The rows of one event type, ordered by (request, position), and their requests' indices."""
+
+    at: np.ndarray  # rows of the event log
+    request: np.ndarray  # index into Requests of each row's request
+
+
+class Events(NamedTuple):
+    """The event-log columns replay needs (one entry per event row) and the rows of each event type."""
+
+    rid: np.ndarray
+    pos: np.ndarray
+    vid: np.ndarray
+    cid: np.ndarray
+    val: np.ndarray
+    play: EventRows
+    comment_impression: EventRows
+    comment_read: EventRows
+    comment_like: EventRows
+    comment_post: EventRows
+
+
+class Histories(NamedTuple):
+    """Each request's history as slices of its user's plays and comment records (all users, in order)."""
+
+    play_video: list[int]
+    play_frac: list[float]
+    play_start: np.ndarray  # [N] the user's first play
+    play_end: np.ndarray  # [N] one past the last play in the request's history
+    records: list[tuple[int, list[int]]]  # (video id, [comment ids read]) per comment request with reads
+    rec_start: np.ndarray  # [N]
+    rec_end: np.ndarray  # [N]
+
+
 @dataclass
 class RunLog:
     """A logged run, reconstructed: world, comment store, daily views, logged requests."""
@@ -93,7 +146,10 @@ class RunLog:
     views: list[WorldView]
     video: Logged
     comment: Logged
-    _req: dict  # per request (request-id order, both kinds): what the request objects need
+    requests: Requests  # both kinds, request-id order
+    histories: Histories
+    index: dict[str, np.ndarray]  # kind -> its requests' indices into ``requests``
+    shown_rows: np.ndarray  # [N, K] comment-store rows of the shown comments (−1 elsewhere)
 
     def logged(self, kind: str) -> Logged:
         return self.video if kind == "video" else self.comment
@@ -115,21 +171,25 @@ class RunLog:
 
     def request(self, kind: str, i: int, rng=None, truth: UserTruth | None = None) -> VideoRequest | CommentRequest:
         """The i-th logged request of ``kind`` as the engine passed it to the logging policy."""
-        q = self._req
-        j = int(q["index"][kind][i])
-        user, day = int(q["user"][j]), int(q["day"][j])
+        q, h = self.requests, self.histories
+        j = int(self.index[kind][i])
+        user, day = int(q.user[j]), int(q.day[j])
         view = self.views[day]
         history = History(
-            q["play_video"][q["play_start"][j]: q["play_end"][j]],
-            q["play_frac"][q["play_start"][j]: q["play_end"][j]],
-            q["records"][q["rec_start"][j]: q["rec_end"][j]],
+            h.play_video[h.play_start[j]: h.play_end[j]],
+            h.play_frac[h.play_start[j]: h.play_end[j]],
+            h.records[h.rec_start[j]: h.rec_end[j]],
         )
-        k = int(q["length"][j])
+        k = int(q.length[j])
         if kind == "video":
-            cands = q["cand_flat"][q["cand_off"][j]: q["cand_off"][j + 1]]
-            return VideoRequest(user, float(q["ts"][j]), cands, k, history, view, rng, truth)
-        video = int(q["video"][j])
-        return CommentRequest(user, float(q["ts"][j]), video, view.video_comment_rows[video], k, history, view, rng, truth)
+            cands = q.cand_flat[q.cand_off[j]: q.cand_off[j + 1]]
+            return VideoRequest(user, float(q.ts[j]), cands, k, history, view, rng, truth)
+        video = int(q.video[j])
+        return CommentRequest(user, float(q.ts[j]), video, view.video_comment_rows[video], k, history, view, rng, truth)
+
+    def logged_comment_rows(self) -> np.ndarray:
+        """[n comment requests, K] store rows of each logged comment slate (−1 past its end)."""
+        return self.shown_rows[self.index["comment"]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,58 +277,55 @@ def load_run(run_dir: Path) -> RunLog:
     slates = _read(run, "slates")
     if slates is None:
         raise InputError(f"{run} has no slates.parquet: was this run logged with --explore/--temperature?")
-    events = _read(run, "events", ["ts", "session_id", "event", "video_id", "comment_id", "position", "value",
-                                   "request_id"])
+    events = _read(run, "events", ["event", "video_id", "comment_id", "position", "value", "request_id"])
     if events is None:
         raise InputError(f"{run} has no events.parquet")
     world = generate_world(config.world, config.seed)
     check_world(run, world)
     store = _comment_store(world, run)
     q = _requests(run, slates, config)
-    ev = _events(events)
-    ev["req"] = {name: _request_index(run, q["rid"], ev["rid"][sel]) for name, sel in ev["rows"].items()}
+    ev = _events(run, events, q.rid)
     views, rows_at_day = _views(run, config, world, store, q, ev)
-    q.update(_histories(run, q, ev, world))
-    q["comment_rows"] = _check_slates(run, config, store, views, rows_at_day, q)
+    histories = _histories(run, q, ev, world)
+    shown_rows = _check_slates(run, config, store, views, rows_at_day, q)
 
-    kind_index = {"video": np.flatnonzero(~q["is_comment"]), "comment": np.flatnonzero(q["is_comment"])}
-    local = np.empty(len(q["rid"]), dtype=np.int64)
+    kind_index = {"video": np.flatnonzero(~q.is_comment), "comment": np.flatnonzero(q.is_comment)}
+    local = np.empty(len(q.rid), dtype=np.int64)
     for idx in kind_index.values():
         local[idx] = np.arange(len(idx))
-    K = q["items"].shape[1]
+    K = q.items.shape[1]
 
-    def per_position(name, kind, values=None):
+    def per_position(rows: EventRows, kind: str, values=None):
         """[n, K] sums of ``values`` (default 1 per event) of one event type at each request's positions."""
-        sel, i = ev["rows"][name], ev["req"][name]
         out = np.zeros((len(kind_index[kind]), K))
-        np.add.at(out, (local[i], ev["pos"][sel]), 1.0 if values is None else values[sel])
+        np.add.at(out, (local[rows.request], ev.pos[rows.at]), 1.0 if values is None else values[rows.at])
         return out
 
     rewards = {
-        "video": {"watch_s": per_position("play", "video", ev["val"]), "plays": per_position("play", "video")},
-        "comment": {"read_s": per_position("comment_read", "comment", ev["val"]),
-                    "reads": per_position("comment_read", "comment"), "likes": per_position("comment_like", "comment"),
-                    "impressions": per_position("comment_impression", "comment")},
+        "video": {"watch_s": per_position(ev.play, "video", ev.val), "plays": per_position(ev.play, "video")},
+        "comment": {"read_s": per_position(ev.comment_read, "comment", ev.val),
+                    "reads": per_position(ev.comment_read, "comment"), "likes": per_position(ev.comment_like, "comment"),
+                    "impressions": per_position(ev.comment_impression, "comment")},
     }
     # each video position's downstream comment read seconds: the section opened after that play
     c_idx = kind_index["comment"]
-    parent = q["parent"][c_idx]
-    at = np.argmax(q["items"][parent] == q["video"][c_idx][:, None], axis=1)
+    parent = q.parent[c_idx]
+    at = np.argmax(q.items[parent] == q.video[c_idx][:, None], axis=1)
     downstream = np.zeros((len(kind_index["video"]), K))
     np.add.at(downstream, (local[parent], at), rewards["comment"]["read_s"].sum(axis=1))
     rewards["video"]["comment_read_s"] = downstream
     width = {"video": config.video_slate_size, "comment": config.comment_slate_size}
     logged = {
-        kind: Logged(kind, q["rid"][i], q["user"][i], q["day"][i], q["items"][i, : width[kind]],
-                     q["marginal"][i, : width[kind]], q["prefix"][i, : width[kind]],
+        kind: Logged(kind, q.rid[i], q.user[i], q.day[i], q.items[i, : width[kind]],
+                     q.marginal[i, : width[kind]], q.prefix[i, : width[kind]],
                      {m: r[:, : width[kind]] for m, r in rewards[kind].items()})
         for kind, i in kind_index.items()
     }
-    q["index"] = kind_index
-    return RunLog(run, config, manifest, world, store, views, logged["video"], logged["comment"], q)
+    return RunLog(run, config, manifest, world, store, views, logged["video"], logged["comment"], q, histories,
+                  kind_index, shown_rows)
 
 
-def _requests(run: Path, slates: pa.Table, config: SimConfig) -> dict:
+def _requests(run: Path, slates: pa.Table, config: SimConfig) -> Requests:
     """slates.parquet in request-id order (user-major, then time), with the day each was processed."""
     slates = slates.take(pa.array(np.argsort(slates.column("request_id").to_numpy(), kind="stable")))
     K = max(config.video_slate_size, config.comment_slate_size)
@@ -290,27 +347,28 @@ def _requests(run: Path, slates: pa.Table, config: SimConfig) -> dict:
         raise InputError(f"{run}: a user's first logged request is a comment request")
     ts = slates.column("ts").to_numpy()
     cands = slates.column("candidates").combine_chunks()
-    return {
-        "rid": rid, "user": user, "ts": ts, "is_comment": is_comment, "video": _ints(slates.column("video_id")),
-        "items": items, "length": length, "marginal": marginal, "prefix": prefix, "parent": parent,
-        "day": np.floor(ts[parent] / DAY_S).astype(np.int64),  # when the engine processed it
-        "cand_off": cands.offsets.to_numpy().astype(np.int64), "cand_flat": cands.flatten().to_numpy().astype(np.int64),
-    }
+    return Requests(
+        rid=rid, user=user, ts=ts, is_comment=is_comment, video=_ints(slates.column("video_id")),
+        items=items, length=length, marginal=marginal, prefix=prefix, parent=parent,
+        day=np.floor(ts[parent] / DAY_S).astype(np.int64),  # when the engine processed it
+        cand_off=cands.offsets.to_numpy().astype(np.int64), cand_flat=cands.flatten().to_numpy().astype(np.int64),
+    )
 
 
-def _events(events: pa.Table) -> dict:
-    """The event columns replay needs; ``rows[name]``: that event's rows by (request, position)."""
+def _events(run: Path, events: pa.Table, rid: np.ndarray) -> Events:
+    """The event columns replay needs, and each needed event type's rows by (request, position)."""
     kind = _strings(events.column("event"))
-    ev = {"rid": _ints(events.column("request_id")), "pos": _ints(events.column("position")),
-          "vid": _ints(events.column("video_id")), "cid": _ints(events.column("comment_id")),
-          "val": events.column("value").to_numpy(), "sid": _ints(events.column("session_id")),
-          "ts": events.column("ts").to_numpy()}
-    ev["rows"] = {}
-    for name in ("play", "comment_impression", "comment_read", "comment_like", "comment_post"):
+    cols = {"rid": _ints(events.column("request_id")), "pos": _ints(events.column("position")),
+            "vid": _ints(events.column("video_id")), "cid": _ints(events.column("comment_id")),
+            "val": events.column("value").to_numpy()}
+
+    def rows(name: str) -> EventRows:
         sel = np.flatnonzero(kind == name)
-        ev["rows"][name] = sel[np.lexsort((ev["pos"][sel], ev["rid"][sel]))]
-    ev["session_start"] = np.flatnonzero(kind == "session_start")
-    return ev
+        at = sel[np.lexsort((cols["pos"][sel], cols["rid"][sel]))]
+        return EventRows(at, _request_index(run, rid, cols["rid"][at]))
+
+    return Events(**cols, **{name: rows(name) for name in
+                             ("play", "comment_impression", "comment_read", "comment_like", "comment_post")})
 
 
 def _request_index(run: Path, rid: np.ndarray, rids: np.ndarray) -> np.ndarray:
@@ -320,94 +378,83 @@ def _request_index(run: Path, rid: np.ndarray, rids: np.ndarray) -> np.ndarray:
     return i
 
 
-def _views(run: Path, config: SimConfig, world: World, store: CommentStore, q: dict, ev: dict):
-    """The WorldView of every day, and how many comment rows each day could see."""
-    n_rows, n_init, day = len(store.ids), len(world.comment_video), q["day"]
+def _views(run: Path, config: SimConfig, world: World, store: CommentStore, q: Requests, ev: Events):
+    """The WorldView of every day (the engine's daily-visibility rule, ``engine.day_view`` and
+    ``engine.next_day_counts``, fed with the logged events), and how many comment rows each day could see."""
+    n_rows, n_init, day = len(store.ids), len(world.comment_video), q.day
     row_of = _row_lookup(store.ids)
     n_days = max(config.days, int(day.max()) + 1 if len(day) else 0)
     # posts: visible from the day after the one that processed them; rows follow the days
-    posts = ev["rows"]["comment_post"]
-    post_rows = row_of(ev["cid"][posts])
+    post_rows = row_of(ev.cid[ev.comment_post.at])
     if not np.array_equal(np.sort(post_rows), np.arange(n_init, n_rows)):
         raise InputError(f"{run}: comment_post events do not match the posted rows of comments.parquet")
     post_day = np.empty(n_rows - n_init, dtype=np.int64)
-    post_day[post_rows - n_init] = day[ev["req"]["comment_post"]]
+    post_day[post_rows - n_init] = day[ev.comment_post.request]
     if np.any(np.diff(post_day) < 0):
         raise InputError(f"{run}: posted comments are not in the order of the days they were posted")
     rows_at_day = n_init + np.searchsorted(post_day, np.arange(n_days), side="left")
     # likes: the world's, then each day's
-    like_rows, like_day = row_of(ev["cid"][ev["rows"]["comment_like"]]), day[ev["req"]["comment_like"]]
+    like_rows, like_day = row_of(ev.cid[ev.comment_like.at]), day[ev.comment_like.request]
     likes = np.zeros(n_rows, dtype=np.int64)
     likes[:n_init] = world.comment_likes
     if not np.array_equal(likes + np.bincount(like_rows, minlength=n_rows), store.likes):
         raise InputError(f"{run}: logged comment likes do not add up to comments.parquet like_count")
     # plays: counted on the day their slate was requested (the engine's delta of that day)
-    plays = ev["rows"]["play"]
-    play_day = day[ev["req"]["play"]]
+    play_video, play_day = ev.vid[ev.play.at], day[ev.play.request]
     recent = world.prior_plays.copy()
     views = []
     for d in range(n_days):
-        n_d = rows_at_day[d]
-        views.append(WorldView(
-            video_recent_plays=recent.copy(),
-            video_duration_s=world.duration_s,
-            comment_ids=store.ids[:n_d],
-            comment_video=store.video[:n_d],
-            comment_likes=likes[:n_d].copy(),
-            video_comment_rows=[r[: np.searchsorted(r, n_d)] for r in store.rows_of_video],
-            comment_text=store.text,
-        ))
-        likes += np.bincount(like_rows[like_day == d], minlength=n_rows)
-        recent = config.popularity_decay * recent + np.bincount(
-            ev["vid"][plays][play_day == d], minlength=world.n_videos)
+        views.append(day_view(world, store, recent, likes, int(rows_at_day[d])))
+        recent, likes = next_day_counts(recent, likes, play_video[play_day == d], like_rows[like_day == d],
+                                        config.popularity_decay)
     return views, rows_at_day
 
 
-def _histories(run: Path, q: dict, ev: dict, world: World) -> dict:
+def _histories(run: Path, q: Requests, ev: Events, world: World) -> Histories:
     """Where each request's history ends in the user's plays and comment records."""
-    rid, video, parent = q["rid"], q["video"], q["parent"]
-    plays = ev["rows"]["play"]
-    p_rid, p_vid = ev["rid"][plays], ev["vid"][plays]
-    first_of_user = q["user"] * REQUEST_ID_STRIDE
+    rid, video, parent = q.rid, q.video, q.parent
+    plays = ev.play.at
+    p_rid, p_vid = ev.rid[plays], ev.vid[plays]
+    first_of_user = q.user * REQUEST_ID_STRIDE
     play_end = np.searchsorted(p_rid, rid)
     play_at = {key: i for i, key in enumerate(zip(p_rid.tolist(), p_vid.tolist()))}
-    for j in np.flatnonzero(q["is_comment"]):  # a comment request's history includes the play that opened it
+    for j in np.flatnonzero(q.is_comment):  # a comment request's history includes the play that opened it
         i = play_at.get((int(rid[parent[j]]), int(video[j])))
         if i is None:
             raise InputError(f"{run}: comment request {rid[j]} follows no logged play of video {video[j]}")
         play_end[j] = i + 1
-    reads = ev["rows"]["comment_read"]
-    rec_rid, first = np.unique(ev["rid"][reads], return_index=True)
-    cids = ev["cid"][reads].tolist()
+    reads = ev.comment_read.at
+    rec_rid, first = np.unique(ev.rid[reads], return_index=True)
+    cids = ev.cid[reads].tolist()
     bounds = list(first) + [len(reads)]
     rec_video = video[_request_index(run, rid, rec_rid)]
-    return {
-        "play_video": p_vid.tolist(), "play_frac": (ev["val"][plays] / world.duration_s[p_vid]).tolist(),
-        "play_start": np.searchsorted(p_rid, first_of_user), "play_end": play_end,
-        "records": [(int(v), cids[bounds[i]: bounds[i + 1]]) for i, v in enumerate(rec_video.tolist())],
-        "rec_start": np.searchsorted(rec_rid, first_of_user), "rec_end": np.searchsorted(rec_rid, rid),
-    }
+    return Histories(
+        play_video=p_vid.tolist(), play_frac=(ev.val[plays] / world.duration_s[p_vid]).tolist(),
+        play_start=np.searchsorted(p_rid, first_of_user), play_end=play_end,
+        records=[(int(v), cids[bounds[i]: bounds[i + 1]]) for i, v in enumerate(rec_video.tolist())],
+        rec_start=np.searchsorted(rec_rid, first_of_user), rec_end=np.searchsorted(rec_rid, rid),
+    )
 
 
 def _check_slates(run: Path, config: SimConfig, store: CommentStore, views: list[WorldView], rows_at_day,
-                  q: dict) -> np.ndarray:
+                  q: Requests) -> np.ndarray:
     """Check that every logged slate fits the reconstruction (its length; comments its video had that
     day) and return the store rows of the shown comments ([N, K], −1 elsewhere)."""
-    items, is_comment, video, day = q["items"], q["is_comment"], q["video"], q["day"]
+    items, is_comment, video, day = q.items, q.is_comment, q.video, q.day
     shown_comments = is_comment[:, None] & (items >= 0)
     rows = np.full_like(items, -1)
     rows[shown_comments] = _row_lookup(store.ids)(items[shown_comments])
     n_rows_of_video = np.array([len(views[d].video_comment_rows[v]) if c else 0
                                 for d, v, c in zip(day.tolist(), video.tolist(), is_comment.tolist())], dtype=np.int64)
     expected = np.where(is_comment, np.minimum(config.comment_slate_size, n_rows_of_video),
-                        np.minimum(config.video_slate_size, np.diff(q["cand_off"])))
-    if np.any(q["length"] != expected):
-        j = int(np.flatnonzero(q["length"] != expected)[0])
-        raise InputError(f"{run}: request {q['rid'][j]} shows {q['length'][j]} items where the replay expects "
+                        np.minimum(config.video_slate_size, np.diff(q.cand_off)))
+    if np.any(q.length != expected):
+        j = int(np.flatnonzero(q.length != expected)[0])
+        raise InputError(f"{run}: request {q.rid[j]} shows {q.length[j]} items where the replay expects "
                          f"{expected[j]} (was the run made with this code's configuration?)")
     bad = shown_comments & ((rows >= rows_at_day[day][:, None]) | (store.video[np.maximum(rows, 0)] != video[:, None]))
     if np.any(bad):
-        raise InputError(f"{run}: request {q['rid'][np.flatnonzero(bad.any(axis=1))[0]]} shows a comment its "
+        raise InputError(f"{run}: request {q.rid[np.flatnonzero(bad.any(axis=1))[0]]} shows a comment its "
                          f"video did not have that day")
     return rows
 
@@ -464,7 +511,7 @@ def replay(log: RunLog, policy: Policy, *, same_streams: bool = False, batch_siz
         lg = log.logged(kind)
         n, K = lg.items.shape
         out[kind] = Target(np.full((n, K), -1, dtype=np.int64), np.zeros((n, K)), np.zeros((n, K)), np.zeros(n, dtype=bool))
-    rows = log._req["comment_rows"][log._req["index"]["comment"]]
+    rows = log.logged_comment_rows()
     for day in range(len(log.views)):
         for kind, stream in (("video", streams.POLICY_VIDEO), ("comment", streams.POLICY_COMMENT)):
             lg, target = log.logged(kind), out[kind]
