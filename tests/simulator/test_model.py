@@ -1,28 +1,104 @@
-"""The behaviour model's pieces: configuration, relevance, world generation."""
+"""The behaviour model's pieces: configuration, relevance, world generation, and that the engine's
+events come from behaviour.py's functions (each test runs the engine's own code on a tiny world)."""
+import math
+
 import numpy as np
 import pytest
 
 from simulator import InputError, SimConfig, WorldConfig
-from simulator.behaviour import comment_relevance
-from simulator.engine import CommentStore
+from simulator import behaviour, engine
+from simulator.behaviour import comment_relevance, relevance_terms, relevances
+from simulator.engine import CommentStore, Platform
+from simulator.eventlog import COLUMNS
+from simulator.policy import PopularityPolicy
+from simulator.schema import Event
 from simulator.world import generate_world
+
+EVENT, VALUE, VIDEO = COLUMNS.index("event"), COLUMNS.index("value"), COLUMNS.index("video_id")
+SESSION = COLUMNS.index("session_id")
+
+
+def platform_rows(n_users: int = 40, seed: int = 0) -> tuple[list[tuple], Platform]:
+    """The engine's raw event rows (append order) for a tiny one-day run with the popularity policy."""
+    cfg = SimConfig().replace(n_users=n_users, n_videos=80, days=1, seed=seed)
+    world = generate_world(cfg.world, cfg.seed)
+    platform = Platform(world, cfg, {"control": PopularityPolicy()}, lambda user: "control", np.arange(n_users))
+    platform.run()
+    return platform.rows, platform
+
+
+def of(rows, event: Event) -> list[tuple]:
+    return [r for r in rows if r[EVENT] == event]
+
+
+def recording(monkeypatch, name: str, replace=None) -> list:
+    """Route the engine's calls of ``behaviour.<name>`` through a recorder (optionally replacing it)."""
+    calls = []
+    real = getattr(behaviour, name)
+
+    def wrapper(*args):
+        out = (replace or real)(*args)
+        calls.append((args, out))
+        return out
+
+    monkeypatch.setattr(engine, name, wrapper)
+    return calls
 
 
 def test_engine_relevance_equals_behaviour_relevance():
-    """The engine's scalar hot path and the oracle's vectorised formula are the same function."""
+    """The scalar relevances the engine computes per slate and the oracle's vectorised formula agree."""
     cfg = SimConfig()
     b = cfg.behaviour
     world = generate_world(WorldConfig(n_users=5, n_videos=50), seed=0)
     store = CommentStore(world)
     taste, style = world.taste[3], world.style_taste[3]
-    T, S = len(taste), len(style)
-    topic_term = (b.comment_topic_weight * (np.sqrt(T * taste) - 1.0)).tolist()
-    style_term = (b.comment_style_weight * (np.sqrt(S * style) - 1.0)).tolist()
     rows = np.arange(len(store.ids))
-    scalar = [b.comment_quality_weight * store.quality_list[r] + topic_term[store.topic_list[r]]
-              + style_term[store.style_list[r]] for r in rows]
+    scalar = relevances(b, relevance_terms(b, taste, style), rows.tolist(), store.topic_list, store.style_list,
+                        store.quality_list)
     vector = comment_relevance(b, taste, style, store.topic[rows], store.style[rows], store.quality[rows])
     np.testing.assert_allclose(scalar, vector, rtol=1e-12)
+
+
+def test_engine_plays_and_reads_with_behaviours_probabilities(monkeypatch):
+    """Every impression asks behaviour.p_play and every comment impression behaviour.p_read; the realised
+    counts match the sums of those probabilities (Bernoulli draws), and the logged watch / read seconds
+    are exactly behaviour.watch_fraction × duration and behaviour.read_seconds."""
+    plays_p = recording(monkeypatch, "p_play")
+    reads_p = recording(monkeypatch, "p_read")
+    fractions = recording(monkeypatch, "watch_fraction")
+    read_s = recording(monkeypatch, "read_seconds")
+    rows, platform = platform_rows()
+    impressions, plays = of(rows, Event.impression), of(rows, Event.play)
+    assert len(plays_p) == len(impressions) > 1000
+    assert len(reads_p) == len(of(rows, Event.comment_impression)) > 300
+    for calls, n in ((plays_p, len(plays)), (reads_p, len(of(rows, Event.comment_read)))):
+        p = np.array([out for _, out in calls])
+        assert abs(n - p.sum()) < 4 * math.sqrt((p * (1 - p)).sum())
+    duration = platform.world.duration_s
+    assert len(fractions) == len(plays)
+    assert [r[VALUE] for r in plays] == [duration[r[VIDEO]] * f for r, (_, f) in zip(plays, fractions)]
+    assert [r[VALUE] for r in of(rows, Event.comment_read)] == [s for _, s in read_s]
+
+
+def test_changing_a_behaviour_function_changes_the_engine(monkeypatch):
+    """The engine has no copy of the formulas: replacing them in behaviour's place changes its events."""
+    monkeypatch.setattr(engine, "p_continue", lambda b, r, read: 0.0)  # stop after the first comment
+    monkeypatch.setattr(engine, "p_like", lambda b, r: 1.0)  # like every comment read
+    rows, _ = platform_rows()
+    opens, shown = of(rows, Event.comment_open), of(rows, Event.comment_impression)
+    assert len(opens) == len(shown) > 20
+    assert len(of(rows, Event.comment_like)) == len(of(rows, Event.comment_read)) > 0
+
+
+def test_temper_runs_out_after_as_many_skips_as_it_holds(monkeypatch):
+    """With a temper of 3 and nothing played, every session is exactly 3 impressions and no plays."""
+    monkeypatch.setattr(engine, "initial_temper", lambda patience, z: 3.0)
+    monkeypatch.setattr(engine, "p_play", lambda b, x, seen, pos: 0.0)
+    rows, _ = platform_rows(n_users=20)
+    starts = of(rows, Event.session_start)
+    assert len(starts) > 10 and not of(rows, Event.play)
+    per_session = np.unique([r[SESSION] for r in of(rows, Event.impression)], return_counts=True)[1]
+    assert len(per_session) == len(starts) and set(per_session.tolist()) == {3}
 
 
 def test_world_has_real_text_and_valid_truth():
