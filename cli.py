@@ -266,12 +266,9 @@ def data_build(
 
     Example: lsvcr data build runs/sim --out runs/data
     """
-    from lsvcr.data.build import BuildConfig, build_dataset
-    from lsvcr.data.layout import write_dataset
+    from lsvcr.data.build import BuildConfig, build_and_write
 
-    ds = build_dataset(run_dir, BuildConfig(long_play_fraction, long_read_s, history_len))
-    write_dataset(ds, out)
-    render_dataset_stats(ds, out)
+    render_dataset_stats(build_and_write(run_dir, out, BuildConfig(long_play_fraction, long_read_s, history_len)), out)
     console.print(f"wrote {out}")
 
 
@@ -288,12 +285,9 @@ def data_import_recbole(
 
     Example: lsvcr data import-recbole ml-100k/ --out runs/ml100k
     """
-    from lsvcr.data.layout import write_dataset
-    from lsvcr.data.recbole import import_recbole
+    from lsvcr.data.recbole import import_and_write
 
-    ds = import_recbole(inter, item, title_field, history_len)
-    write_dataset(ds, out)
-    render_dataset_stats(ds, out)
+    render_dataset_stats(import_and_write(inter, out, item, title_field, history_len), out)
     console.print(f"wrote {out}")
 
 
@@ -337,6 +331,28 @@ def render_ips_metrics(result: dict) -> None:
     console.print(table)
 
 
+def render_stage1(stage1) -> None:
+    """Stage 1's line, printed when it ends (under --ddp nothing: its processes print their own)."""
+    rep = stage1.report
+    if rep is None:
+        return
+    last = rep["losses"][-1] if rep["losses"] else {}
+    console.print(f"stage 1: {rep['steps']} steps, {rep['samples_per_s']:.2f} samples/s, last loss "
+                  + " ".join(f"{k} {v:.4f}" for k, v in last.items()) + f"; wrote {stage1.aligned}")
+
+
+def render_training(result) -> None:
+    """Stage 2's summary and test metrics (``lsvcr.train.TrainResult``; nothing more with --stage align)."""
+    if result.metrics is None:
+        return
+    tr = result.metrics["train"]
+    best = ", ".join(f"{t} {r['best_epoch']}" for t, r in tr["tasks"].items()) if tr.get("tasks") else tr["best_epoch"]
+    console.print(f"best epoch {best} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
+                  f"{tr['train_seconds']:.1f} s training, {tr['targets_per_s']:,.0f} targets/s")
+    render_metrics(result.metrics["test_sampled100"])
+    console.print(f"wrote {result.out}")
+
+
 @app.command()
 @handles_input_errors
 def train(
@@ -375,59 +391,16 @@ def train(
 
     Example: lsvcr train --data runs/data --out runs/model --stage all --align-steps 200
     """
-    import os
-    from dataclasses import replace
+    from lsvcr.train import TrainRequest, run_training
 
-    from lsvcr.config import FinetuneConfig
-    from lsvcr.train import align_model, train_model
-
-    stage = stage or ("all" if model == "lsvcr" and init is None else "finetune")
-    if stage not in ("finetune", "align", "all"):
-        fail(f"--stage must be finetune, align or all, got {stage!r}")
-    if stage != "finetune" and model != "lsvcr":
-        fail(f"--stage {stage} applies to --model lsvcr only (the control has no stage 1)")
-    if init is not None and stage != "finetune":
-        fail("--init goes with --stage finetune (--stage all aligns itself)")
-    if no_align and stage != "all":
-        fail("--no-align goes with --stage all")
-    task = task or ("both" if stage == "all" else "video")
-    cfg = FinetuneConfig(model=model, task=task, epochs=epochs, device=device, seed=seed, threads=threads,
-                         selection=selection)
-    if batch_size is not None:
-        cfg = replace(cfg, batch_size=batch_size, sasrec_batch_size=batch_size)
-    if stage in ("align", "all") and not no_align:
-        from lsvcr.align import AlignConfig
-
-        acfg = AlignConfig(llm=llm, llm_kind=llm_kind, dtype=dtype, trust_remote_code=trust_remote_code,
-                           prompt_templates=str(prompt_templates) if prompt_templates else None,
-                           batch_size=align_batch_size, lr=align_lr, epochs=align_epochs, max_steps=align_steps,
-                           max_prompt_tokens=max_prompt_tokens, checkpoint_every=checkpoint_every, seed=seed,
-                           threads=threads, device=device)
-        init = out if stage == "align" else (aligned_out or out.with_name(out.name + "-aligned"))
-        if ddp > 1:
-            import subprocess
-
-            from lsvcr.align_main import argv as align_argv
-
-            args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ddp}",
-                    "-m", "lsvcr.align_main", *align_argv(acfg, data, init, resume, allow_pickle, quiet)]
-            if subprocess.run(args).returncode != 0:
-                fail(f"stage 1 under --ddp {ddp} failed (see the output above)")
-        else:
-            rep = align_model(data, init, acfg, None if quiet else err_console, allow_pickle, resume)
-            if int(os.environ.get("RANK", "0")) == 0:
-                last = rep["losses"][-1] if rep["losses"] else {}
-                console.print(f"stage 1: {rep['steps']} steps, {rep['samples_per_s']:.2f} samples/s, last loss "
-                              + " ".join(f"{k} {v:.4f}" for k, v in last.items()) + f"; wrote {init}")
-        if stage == "align":
-            return
-    metrics = train_model(data, out, cfg, None if quiet else err_console, allow_pickle, init)
-    tr = metrics["train"]
-    best = ", ".join(f"{t} {r['best_epoch']}" for t, r in tr["tasks"].items()) if tr.get("tasks") else tr["best_epoch"]
-    console.print(f"best epoch {best} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
-                  f"{tr['train_seconds']:.1f} s training, {tr['targets_per_s']:,.0f} targets/s")
-    render_metrics(metrics["test_sampled100"])
-    console.print(f"wrote {out}")
+    request = TrainRequest(
+        data=data, out=out, model=model, task=task, stage=stage, no_align=no_align, init=init, aligned_out=aligned_out,
+        llm=llm, llm_kind=llm_kind, trust_remote_code=trust_remote_code, dtype=dtype, prompt_templates=prompt_templates,
+        align_batch_size=align_batch_size, align_lr=align_lr, align_epochs=align_epochs, align_steps=align_steps,
+        max_prompt_tokens=max_prompt_tokens, checkpoint_every=checkpoint_every, resume=resume, ddp=ddp,
+        selection=selection, epochs=epochs, batch_size=batch_size, device=device, seed=seed, threads=threads,
+        allow_pickle=allow_pickle, quiet=quiet)
+    render_training(run_training(request, err_console, render_stage1))
 
 
 @app.command()

@@ -1,10 +1,13 @@
 """What `lsvcr train` and `lsvcr evaluate` do: read the dataset, get the text embeddings, train,
-evaluate, write the model directory."""
+evaluate, write the model directory. ``run_training`` (a ``TrainRequest`` -> ``TrainResult``) is the
+whole of `lsvcr train`: which stages run (stage 1 in process or under torchrun, then stage 2) and
+where each writes."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from rich.console import Console
@@ -124,3 +127,126 @@ def evaluate_model(model: str, data_dir: str | Path, ecfg: EvalConfig, allow_pic
     if fallback:
         out["fallback"] = {t: "popularity" for t in fallback}
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# `lsvcr train`: which stages run, in which order, writing where
+# ------------------------------------------------------------------------------------------
+STAGES = ("finetune", "align", "all")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `lsvcr train` was asked for: its options, at its defaults (``TrainRequest(data, out)`` is
+    ``lsvcr train --data DATA --out OUT``). ``run_training`` resolves and checks the combination."""
+
+    data: Path
+    out: Path
+    model: str = "lsvcr"  # lsvcr | sasrec
+    task: str | None = None  # None: both with stage all, else video
+    stage: str | None = None  # None: all for lsvcr without init, else finetune
+    no_align: bool = False  # stage all without stage 1 (the ablation)
+    init: Path | None = None  # stage finetune: start from this aligned dir
+    aligned_out: Path | None = None  # stage all: the aligned dir (None: OUT-aligned beside OUT)
+    # stage 1 (AlignConfig; built only when stage 1 runs)
+    llm: str = "minilm"
+    llm_kind: str = "auto"
+    trust_remote_code: bool = False
+    dtype: str = "float32"
+    prompt_templates: Path | None = None
+    align_batch_size: int = 128
+    align_lr: float = 3e-4
+    align_epochs: int = 1
+    align_steps: int | None = None
+    max_prompt_tokens: int = 512
+    checkpoint_every: int = 50
+    resume: bool = False
+    ddp: int = 0  # > 1: stage 1 on this many local processes (torchrun)
+    # stage 2 (FinetuneConfig)
+    selection: str = "per_task"
+    epochs: int = 50
+    batch_size: int | None = None  # None: FinetuneConfig's (lsvcr samples, sasrec user windows)
+    device: str = "cpu"
+    seed: int = 0
+    threads: int = 1
+    allow_pickle: bool = False
+    quiet: bool = False  # no progress (also for the --ddp processes)
+
+
+@dataclass(frozen=True)
+class Stage1Result:
+    """Stage 1's outcome: the aligned directory, and ``align_model``'s report (None when it ran
+    under --ddp: the launched processes print their own summary)."""
+
+    aligned: Path
+    report: dict | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``run_training`` did: the resolved stage, the directory written (the model dir; the
+    aligned dir with stage align), stage 1 (None when it did not run) and stage 2's metrics
+    (``train_model``'s return; None with stage align)."""
+
+    stage: str
+    out: Path
+    stage1: Stage1Result | None
+    metrics: dict | None
+
+
+def run_training(req: TrainRequest, console: Console | None = None,
+                 stage1_done: Callable[[Stage1Result], None] | None = None) -> TrainResult:
+    """`lsvcr train`: stage 1 (in this process, or under ``req.ddp`` processes through torchrun) into
+    the aligned directory, then stage 2 from it into ``req.out``; or one of the two (``req.stage``).
+
+    ``console``: where progress goes (nothing when None or ``req.quiet``). ``stage1_done`` is called
+    when stage 1 has finished, before stage 2 starts, on rank 0 only. Bad combinations of options
+    raise ``InputError`` naming the flags."""
+    stage = req.stage or ("all" if req.model == "lsvcr" and req.init is None else "finetune")
+    if stage not in STAGES:
+        raise InputError(f"--stage must be finetune, align or all, got {stage!r}")
+    if stage != "finetune" and req.model != "lsvcr":
+        raise InputError(f"--stage {stage} applies to --model lsvcr only (the control has no stage 1)")
+    if req.init is not None and stage != "finetune":
+        raise InputError("--init goes with --stage finetune (--stage all aligns itself)")
+    if req.no_align and stage != "all":
+        raise InputError("--no-align goes with --stage all")
+    progress = None if req.quiet else console
+    cfg = FinetuneConfig(model=req.model, task=req.task or ("both" if stage == "all" else "video"),
+                         epochs=req.epochs, device=req.device, seed=req.seed, threads=req.threads,
+                         selection=req.selection)
+    if req.batch_size is not None:
+        cfg = replace(cfg, batch_size=req.batch_size, sasrec_batch_size=req.batch_size)
+    out, init, stage1 = Path(req.out), req.init, None
+    if stage in ("align", "all") and not req.no_align:
+        init = out if stage == "align" else Path(req.aligned_out or out.with_name(out.name + "-aligned"))
+        stage1 = Stage1Result(init, _stage1(req, init, progress))
+        if stage1_done is not None and int(os.environ.get("RANK", "0")) == 0:
+            stage1_done(stage1)
+        if stage == "align":
+            return TrainResult(stage, out, stage1, None)
+    metrics = train_model(req.data, out, cfg, progress, req.allow_pickle, init)
+    return TrainResult(stage, out, stage1, metrics)
+
+
+def _stage1(req: TrainRequest, aligned: Path, console: Console | None) -> dict | None:
+    """Stage 1 into ``aligned``: its report, or None when it ran under --ddp (torchrun processes)."""
+    from lsvcr.align import AlignConfig
+
+    acfg = AlignConfig(llm=req.llm, llm_kind=req.llm_kind, dtype=req.dtype, trust_remote_code=req.trust_remote_code,
+                       prompt_templates=str(req.prompt_templates) if req.prompt_templates else None,
+                       batch_size=req.align_batch_size, lr=req.align_lr, epochs=req.align_epochs,
+                       max_steps=req.align_steps, max_prompt_tokens=req.max_prompt_tokens,
+                       checkpoint_every=req.checkpoint_every, seed=req.seed, threads=req.threads, device=req.device)
+    if req.ddp > 1:
+        import subprocess
+        import sys
+
+        from lsvcr.align_main import argv as align_argv
+
+        args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={req.ddp}",
+                "-m", "lsvcr.align_main", *align_argv(acfg, req.data, aligned, req.resume, req.allow_pickle, req.quiet)]
+        if subprocess.run(args).returncode != 0:
+            raise InputError(f"stage 1 under --ddp {req.ddp} failed (see the output above)")
+        return None
+    return align_model(req.data, aligned, acfg, console, req.allow_pickle, req.resume)

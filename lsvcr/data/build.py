@@ -36,7 +36,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from lsvcr.data.layout import Dataset, Examples, LoggedSlates
+from lsvcr.data.layout import Dataset, Examples, LoggedSlates, write_dataset
 from lsvcr.errors import InputError
 
 DAY_S = 86400.0  # the simulator's day (simulator.engine.DAY_S): comments posted on a day are visible from the next
@@ -257,3 +257,10 @@ def build_dataset(run_dir: str | Path, cfg: BuildConfig = BuildConfig()) -> Data
             "interactions": {"positive_videos": n_pos_videos, "comment_interactions": n_comment_inter},
             "logged_comment_slates": {split: len(lg) for split, lg in logged.items()}}
     return Dataset(video_ids, comment_ids, titles, texts, [np.array(x, np.int64) for x in lists], out, meta, logged)
+
+
+def build_and_write(run_dir: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig()) -> Dataset:
+    """`lsvcr data build`: the dataset of ``run_dir`` written (atomically) into ``out``; returned for its stats."""
+    ds = build_dataset(run_dir, cfg)
+    write_dataset(ds, out)
+    return ds

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lsvcr.data.layout import Dataset, Examples
+from lsvcr.data.layout import Dataset, Examples, write_dataset
 from lsvcr.errors import InputError
 
 
@@ -92,3 +92,11 @@ def import_recbole(inter: str | Path, item: str | Path | None = None, title_fiel
             "interactions": len(rows)}
     return Dataset(video_ids, ["[PAD]"], [""] + [titles.get(x, "") for x in items], [""],
                    [np.zeros(0, np.int64) for _ in video_ids], {"video": out, "comment": empty}, meta)
+
+
+def import_and_write(inter: str | Path, out: str | Path, item: str | Path | None = None,
+                     title_field: str | None = None, history_len: int = 50) -> Dataset:
+    """`lsvcr data import-recbole`: ``import_recbole`` written (atomically) into ``out``; returned for its stats."""
+    ds = import_recbole(inter, item, title_field, history_len)
+    write_dataset(ds, out)
+    return ds
