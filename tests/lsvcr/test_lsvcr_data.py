@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from lsvcr.data.build import build_dataset
+from lsvcr.data.build import build_and_write, build_dataset
 from lsvcr.data.layout import read_dataset, write_dataset
-from lsvcr.data.recbole import import_recbole
+from lsvcr.data.recbole import import_and_write, import_recbole
 from lsvcr.errors import InputError
 
 
@@ -67,6 +67,9 @@ def test_build_is_deterministic_and_round_trips(tiny_sim_run, tiny_sim_data, tmp
     for name in ("rec.train.json", "comm_rank.test.json", "photo.json", "all_comments.json"):
         assert (again / name).read_bytes() == (tiny_sim_data / name).read_bytes()
     assert read_dataset(again).stats() == read_dataset(tiny_sim_data).stats()
+    ds = build_and_write(tiny_sim_run, tmp_path / "cmd")  # what `lsvcr data build` calls: built, written, returned
+    assert (tmp_path / "cmd" / "rec.train.json").read_bytes() == (tiny_sim_data / "rec.train.json").read_bytes()
+    assert ds.fingerprint() == read_dataset(tmp_path / "cmd").fingerprint()
 
 
 def _copy(src, dst):
@@ -147,6 +150,7 @@ def test_recbole_import(tmp_path):
     assert sorted(ds.splits["video"]["train"].users) == ["1", "2"]
     d = write_dataset(ds, tmp_path / "data")
     assert read_dataset(d).tasks == ("video",)
+    assert import_and_write(tmp_path, tmp_path / "d1").fingerprint() == read_dataset(tmp_path / "d1").fingerprint() == ds.fingerprint()
     r = CliRunner().invoke(app, ["data", "import-recbole", str(tmp_path / "toy.inter"), "--out", str(tmp_path / "d2")])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["data", "import-recbole", str(tmp_path / "missing.inter"), "--out", str(tmp_path / "d3")])
