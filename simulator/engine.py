@@ -39,6 +39,7 @@ DAY_S = 86400.0
 SESSION_ID_STRIDE = 1 << 20
 REQUEST_ID_STRIDE = 1 << 24  # request_id = user_id * stride + k-th policy request of that user
 # event codes as plain ints (module globals are faster to read in the hot loop than enum members)
+SESSION_START, SESSION_END = Event.session_start.value, Event.session_end.value
 IMPRESSION, PLAY, COMMENT_OPEN = Event.impression.value, Event.play.value, Event.comment_open.value
 COMMENT_IMPRESSION, COMMENT_READ = Event.comment_impression.value, Event.comment_read.value
 COMMENT_LIKE, COMMENT_POST = Event.comment_like.value, Event.comment_post.value
@@ -323,7 +324,7 @@ class Platform:
             yield env.timeout(max(0.0, s.t - env.now))
         self._close_session(st, s)
 
-    def _open_session(self, st: UserState) -> "Session":
+    def _open_session(self, st: UserState) -> Session:
         """Start a session now: its policy, this session's taste drift and temper, session_start."""
         env, b, cfg = self.env, self.b, self.config
         user = st.user
@@ -343,13 +344,13 @@ class Platform:
             terms=relevance_terms(b, st.taste, st.style),  # this session's comment-relevance terms
             temper=initial_temper(st.patience, z[T]), u_gap=st.session.uniforms(1)[0], start=env.now,
         )
-        s.log(Event.session_start, s.start)
+        s.log(SESSION_START, s.start)
         return s
 
-    def _close_session(self, st: UserState, s: "Session") -> None:
+    def _close_session(self, st: UserState, s: Session) -> None:
         """session_end, and when the next session starts (sooner after a satisfying one)."""
         end = s.t
-        s.log(Event.session_end, end, value=end - s.start)
+        s.log(SESSION_END, end, value=end - s.start)
         satisfaction = s.enjoyment / max(s.seen, 1)
         st.next_start = end + self.b.min_gap_s + return_gap_s(self.b, st.activity, satisfaction, s.u_gap)
 
@@ -359,7 +360,7 @@ class Platform:
         st.n_requests += 1
         return rid
 
-    def watch(self, st: UserState, s: "Session", v: int, pos: int, x: float, duration: float,
+    def watch(self, st: UserState, s: Session, v: int, pos: int, x: float, duration: float,
               prop: float, prefix: float, rid: int) -> float | None:
         """The video step: one impression of video ``v`` (utility ``x``) at slate position ``pos``.
 
@@ -387,7 +388,7 @@ class Platform:
         s.t += seconds
         return u_open
 
-    def comment_section(self, st: UserState, s: "Session", slate, rid: int, v: int, vpos: int, x: float,
+    def comment_section(self, st: UserState, s: Session, slate, rid: int, v: int, vpos: int, x: float,
                         u_open: float) -> None:
         """The comment step: maybe open the section after a play of ``v`` (decided by the previewed top
         of ``slate``) and read it as a cascade; spends the session's clock, refunds its temper."""
@@ -397,9 +398,11 @@ class Platform:
             self.slates.append(SlateRow(rid, st.user, s.id, t, SLATE_COMMENT, v, c.ids[slate.items],
                                         slate.propensities, slate.prefix_propensities, None))
         shown = slate.items.tolist()
-        rel = relevances(b, s.terms, shown, c.topic_list, c.style_list, c.quality_list)
+        k = b.comment_preview  # the open decision sees only the preview: the rest is scored if opened
+        rel = relevances(b, s.terms, shown[:k], c.topic_list, c.style_list, c.quality_list)
         if u_open >= sigmoid(open_logit(b, st.affinity, x, slate_appeal(b, rel))):
             return
+        rel += relevances(b, s.terms, shown[k:], c.topic_list, c.style_list, c.quality_list)
         log = s.log
         log(COMMENT_OPEN, t, video=v, position=vpos, request=rid)
         open_row = len(self.rows) - 1
