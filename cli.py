@@ -16,7 +16,6 @@ from rich.console import Console
 import pipeline
 from abtest.errors import InputError as AbtestInputError
 from lsvcr.errors import InputError as LsvcrInputError
-from pipeline import resolve_policy, section_model  # noqa: F401  (bench/ope_validation.py imports them from here)
 from simulator.errors import InputError as SimulatorInputError
 
 INPUT_ERRORS = (SimulatorInputError, AbtestInputError, LsvcrInputError)
@@ -586,6 +585,20 @@ def render_offline(result: dict, target: Console) -> None:
                       "–" if c is None else f"{num(c['ess'])} / {num(t['ess'])}",
                       "–" if c is None else f"{c['support']:.3f} / {t['support']:.3f}", " ".join(m["flags"]))
     target.print(table)
+    sessions = next((m["sessions"] for m in result["metrics"] if m.get("sessions")), None)
+    if sessions:
+        model = sessions["model"]
+        target.print(f"session model (fitted on the logs; {sessions['replicates']} bootstrap refits): an impression costs "
+                     f"1 - {model['beta']:.2f} x watch fraction - {model['gamma']:.3f} x comment read s of a budget "
+                     f"LogNormal({model['mu']:.2f}, {model['sigma']:.2f}); mean return gap x exp(-{model['w']:.2f} x satisfaction)",
+                     highlight=False)
+        log = sessions["logging"]
+        for arm in ("control", "treatment"):
+            a = sessions[arm]
+            target.print(f"  {arm}: {a['length']:.1f} impressions per session (logging {log['length']:.1f}), "
+                         f"{a['sessions_per_active_day']:.2f} sessions per active day (logging "
+                         f"{log['sessions_per_active_day']:.2f}): x{a['impression_multiplier']:.2f} impressions",
+                         highlight=False)
     detail = result.get("detail")
     if not detail:
         return
@@ -611,9 +624,10 @@ def abtest_offline(
     control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
     metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
-    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="cascade-ips (default: unbiased for any target; validated best in bench/ope_validation.py) | cascade-dr (the same weights with a reward model) | dm (reward model only) | model, model-dr (the fitted comment-section response model; bootstrap CI) | iips, dr (position-wise; biased where a preview or a cascade links positions)."),
+    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="Values each logged request under a policy: cascade-ips (unbiased for any target, noisy for deterministic ones) | cascade-dr (the same weights with an item x position reward model) | dm (that reward model only) | model, model-dr (the user-response models fitted on the logs: feed and comment section; DM / cascade DR) | iips, dr (position-wise; biased where a preview or a cascade links positions). bench/ope_validation.py compares them against the online A/B."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
-    bootstrap: int = typer.Option(20, "--bootstrap", metavar="B", help="model / model-dr: the interval from B cluster-bootstrap replicates with the response model refitted (0: normal approximation without the model's error)."),
+    bootstrap: int = typer.Option(pipeline.DEFAULT_BOOTSTRAP, "--bootstrap", metavar="B", help="The interval from B user-bootstrap replicates, the session model refitted on each (with --hold-sessions: model / model-dr only, the response model refitted; 0: normal approximation)."),
+    hold_sessions: bool = typer.Option(False, "--hold-sessions", help="Hold the logged sessions fixed (the per-request quantity: no effect on session length or returns; sessions not identified) instead of the session model."),
     alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
@@ -621,8 +635,11 @@ def abtest_offline(
     """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
 
     Both policies are replayed on every logged request; a slate estimator (cascade IPS with the comment
-    section's preview as one block) values each request, requests are summed per user-day, and the
-    lift comes with its own interval (both arms on the same logs). `--format json` prints a `metrics`
+    section's preview as one block) values each request, and requests are summed per user-day. A
+    session model fitted on the same logs (a time budget that enjoyed videos and read comments
+    refund; a return gap that a satisfying session shortens) scales each policy's value by how much
+    longer and more often it keeps users, and predicts sessions. The lift comes with its own interval
+    (both arms on the same logs; a user bootstrap). `--format json` prints a `metrics`
     list shaped like `lsvcr abtest report --format json`, so the two can be compared by a script.
 
     Example: lsvcr abtest offline --logs runs/explore --control popularity --treatment oracle
@@ -633,7 +650,7 @@ def abtest_offline(
     from abtest.render import write_atomic
 
     prediction = pipeline.offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail, bootstrap,
-                                             status=err_console.status)
+                                             status=err_console.status, hold_sessions=hold_sessions)
     print_warnings(prediction.warnings)
     result = prediction.as_dict()
     if fmt is TableOrJson.json:

@@ -6,8 +6,8 @@ options, calls one function here and renders what it returns; nothing here impor
 * A/B run    ``run_ab``: a pre-period and an experiment on a simulated world (``simulator.experiment``)
 * offline    ``offline_prediction`` (→ ``OfflinePrediction``): both policies replayed on a logging run
              (``simulator.replay``), the A/B predicted off-policy (``abtest.offline_ab``), with the
-             comment-section response model of ``section_model``; ``offline_vs_online`` sets it beside
-             the online A/B
+             user-response models of ``response_models`` (feed, comment section) and the session model
+             of ``session_fits`` (abtest.sessions); ``offline_vs_online`` sets it beside the online A/B
 * demo       ``run_demo`` (→ ``DemoResult``): simulate → dataset → train → evaluate → offline → A/B →
              report → ``demo_summary``, showing each stage through a ``Display``
 
@@ -27,6 +27,8 @@ from typing import Any, Callable, ContextManager, Optional, Protocol
 
 from abtest.errors import InputError as AbtestInputError
 from abtest.offline_ab import DEFAULT_ESTIMATOR as DEFAULT_OFFLINE_ESTIMATOR
+
+DEFAULT_BOOTSTRAP = 30  # user-bootstrap replicates of the offline prediction (the session model refitted on each)
 from simulator.errors import InputError as SimulatorInputError
 
 Progress = Callable[[str, float], ContextManager[Callable[[float], None]]]
@@ -172,36 +174,93 @@ def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int)
         raise AbtestInputError(f"--bootstrap must be >= 0, got {bootstrap}")
 
 
-def section_model(log):
-    """The fitted comment-section response model on a logging run, as ``offline_ab.predict`` calls it."""
+def response_models(log):
+    """The user-response models fitted on a logging run (never its truth tables), as
+    ``offline_ab.predict`` calls them: the feed model for video rewards and the comment-section
+    model for comment rewards (abtest.response_model), each fitted on first use."""
     import numpy as np
 
     from abtest import response_model as rm
 
     lg = log.logged("comment")
     rows = log.comment_rows(lg.items)
-    data = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
-                          lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
-                          np.asarray(log.comments.words), log.comment_likes_by_day())
-
-    context = []  # built on first use, once
+    section = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
+                             lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
+                             np.asarray(log.comments.words), log.comment_likes_by_day())
+    contexts = {}  # built on first use, once
 
     def predictions(kind: str, reward: str, slates, subset=None):
+        if kind == "video" and reward in rm.VIDEO_OUTPUTS:
+            if "video" not in contexts:
+                contexts["video"] = rm.FeedContext(feed_data(log))
+            ctx = contexts["video"]
+            model = rm.fit_feed(ctx.d, ctx, rows=subset)
+            return [rm.predict_feed(model, ctx, np.asarray(s), reward) for s in slates]
         if kind != "comment" or reward not in rm.OUTPUTS:
             return None
-        if not context:
-            context.append(rm.Context(data))
-        return rm.fit_predict(data, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
-                              users_subset=subset, ctx=context[0])
+        if "comment" not in contexts:
+            contexts["comment"] = rm.Context(section)
+        return rm.fit_predict(section, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
+                              users_subset=subset, ctx=contexts["comment"])
 
     return predictions
 
 
+def feed_data(log):
+    """The logged video requests in the feed model's terms: which positions were shown (the
+    impression events), watch fractions, downstream comment seconds, titles, daily play counts."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    from abtest import response_model as rm
+
+    lg = log.logged("video")
+    items = np.asarray(lg.items)
+    n, K = items.shape
+    run = Path(log.run_dir)
+    source = run / "events.parquet" if (run / "events.parquet").is_file() else run / "events"
+    table = ds.dataset(source).to_table(columns=["event", "request_id", "position"])
+    table = table.filter(pc.equal(pc.cast(table.column("event"), "string"), "impression"))
+    rid, pos = table.column("request_id").to_numpy(), table.column("position").to_numpy()
+    order = np.asarray(lg.request_id)
+    at = np.minimum(np.searchsorted(order, rid), max(n - 1, 0))
+    ok = (order[at] == rid) & (pos < K) if n else np.zeros(0, bool)
+    shown = np.zeros((n, K), bool)
+    shown[at[ok], pos[ok]] = True
+    return rm.FeedData(np.asarray(lg.user_id), np.asarray(lg.day), items, shown, watch_fraction(log),
+                       np.asarray(lg.rewards["comment_read_s"]), rm.bag_of_words(list(log.world.titles)),
+                       np.asarray(log.world.duration_s, np.float64), np.stack([v.video_recent_plays for v in log.views]))
+
+
+def watch_fraction(log):
+    """[n, K] each logged video position's watch fraction (play seconds over the video's duration)."""
+    import numpy as np
+
+    lg = log.logged("video")
+    items = np.asarray(lg.items)
+    duration = np.asarray(log.world.duration_s, np.float64)
+    return np.where(items >= 0, np.asarray(lg.rewards["watch_s"]) / duration[np.maximum(items, 0)], 0.0)
+
+
+def session_fits(log, replicates: int, seed: int = 0):
+    """The session model (abtest.sessions) fitted on the logging run, with its bootstrap refits."""
+    from abtest import sessions
+
+    b = log.config.behaviour
+    slog = sessions.read_sessions(log.run_dir, days=len(log.views), cap=b.max_impressions, min_gap_s=b.min_gap_s)
+    return sessions.fit_with_bootstrap(slog, log.config.world.n_users, replicates, seed)
+
+
 def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = DEFAULT_OFFLINE_ESTIMATOR,
-                       alpha: float = 0.05, detail: bool = False, bootstrap: int = 20,
-                       status: Callable[[str], ContextManager] = contextlib.nullcontext) -> OfflinePrediction:
+                       alpha: float = 0.05, detail: bool = False, bootstrap: int = DEFAULT_BOOTSTRAP,
+                       status: Callable[[str], ContextManager] = contextlib.nullcontext,
+                       hold_sessions: bool = False) -> OfflinePrediction:
     """Replay control and treatment on a logging run; predict treatment's lift over control per user-day.
-    ``status(message)`` wraps each replay (a spinner in the CLI)."""
+    ``status(message)`` wraps each replay (a spinner in the CLI). By default the session model
+    (abtest.sessions, fitted on the same logs) carries each policy's effect on session length and
+    returns, and the intervals are a user bootstrap of ``bootstrap`` replicates; ``hold_sessions``
+    keeps the logged request stream fixed instead (the per-request quantity; sessions not identified)."""
     from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
     from abtest.ope import compare
     from simulator.replay import load_run, replay
@@ -216,10 +275,15 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
         policy = resolve_policy(spec, log.world, log.comments, log.config)
         with status(f"replaying {name} ({spec}) on the logged requests"):
             targets[name] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=needs_marginals).items()}
-    logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
+    logged = logged_requests(log)
+    fits = None
+    if not hold_sessions:
+        with status(f"fitting the session model ({bootstrap} bootstrap refits)"):
+            fits = session_fits(log, bootstrap)
     predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
                           n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
-                          estimator=estimator, alpha=alpha, response_model=section_model(log), bootstrap=bootstrap)
+                          estimator=estimator, alpha=alpha, response_model=response_models(log), bootstrap=bootstrap,
+                          sessions=fits)
     result = {
         "logs": str(logs), "logging_policy": log.manifest.get("policy"), "alpha": alpha, "estimator": estimator,
         "unit": "user-day", "n_units": log.config.world.n_users * len(log.views), "control": control,
@@ -248,6 +312,13 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
                                    estimator="all", alpha=alpha)
         result["warnings"] += result["detail"].pop("warnings")
     return OfflinePrediction(**result)
+
+
+def logged_requests(log) -> dict:
+    """The logging run's requests as ``offline_ab.predict`` reads them, with the video reward ``frac``."""
+    logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
+    logged["video"]["rewards"] = {**logged["video"]["rewards"], "frac": watch_fraction(log)}
+    return logged
 
 
 def offline_vs_online(offline: dict, online: dict) -> list[str]:

@@ -34,6 +34,7 @@ Pure NumPy; never imports torch, lsvcr or simulator.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, NamedTuple
 
@@ -207,7 +208,8 @@ def predict(
         return per_request, per_unit, logged_unit, len(users), learned is not None
 
     if sessions is not None:
-        return [_session_adjusted(name, estimator, unit_terms, logged, sessions, n_users, n_days, alpha)
+        memo = functools.lru_cache(maxsize=None)(lambda kind, reward: unit_terms(kind, reward))
+        return [_session_adjusted(name, estimator, memo, logged, sessions, n_users, n_days, alpha)
                 for name in metrics]
     out = []
     for name in metrics:
@@ -392,9 +394,9 @@ def _session_adjusted(name, estimator, unit_terms, logged, fits, n_users: int, n
     log_ratios = np.log(reps[ok, 1] / reps[ok, 0])
     se = float(np.std(log_ratios, ddof=1))
     p = float(2 * norm.sf(abs(math.log(v_t / v_c)) / se)) if se > 0 else math.nan
-    ess = [min(e.ess for e in (frac[0][a],) + ((own[0][a],) if own is not None else ())) for a in (0, 1)]
-    support = [min(e.support for e in (frac[0][a],) + ((own[0][a],) if own is not None else ())) for a in (0, 1)]
-    arms = [Arm(v, lo_hi(reps[ok, a]), ess[a], support[a], ()) for a, v in enumerate((v_c, v_t))]
+    per_arm = [[terms[0][a] for terms in (frac, own, own_video) if terms is not None] for a in (0, 1)]
+    arms = [Arm(v, lo_hi(reps[ok, a]), min(e.ess for e in per_arm[a]), min(e.support for e in per_arm[a]),
+                tuple(sorted({f for e in per_arm[a] for f in e.flags}))) for a, v in enumerate((v_c, v_t))]
     return Prediction(name, estimator, arms[0], arms[1], v_t - v_c, lo_hi(reps[ok, 1] - reps[ok, 0]), rel,
                       lo_hi(np.exp(log_ratios) - 1.0), p, n_users * n_days, n_req,
                       tuple(sorted(flags | {"session_model", "bootstrap_ci"})), extra)

@@ -34,17 +34,24 @@ _WORD = re.compile(r"[a-z']+")
 OUTPUTS = ("read_s", "reads")
 
 
-def bag_of_words(texts: list[str]) -> sp.csr_matrix:
-    """[R, W] unit-norm binary bag of words of each text."""
+def bag_of_words(texts: list[str], max_df: float = 0.05) -> sp.csr_matrix:
+    """[R, W] unit-norm TF-IDF bag of words and word pairs of each text; features in more than
+    ``max_df`` of the texts (template words: "who wins", "tips") are dropped, so the cosine of two
+    texts measures the subject words they share."""
     vocab: dict[str, int] = {}
     rows, cols = [], []
     for i, text in enumerate(texts):
-        for w in sorted(set(_WORD.findall(text.lower()))):
+        words = _WORD.findall(text.lower())
+        for w in sorted(set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}):
             rows.append(i)
             cols.append(vocab.setdefault(w, len(vocab)))
     m = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
-    norms = np.sqrt(np.asarray(m.sum(axis=1)).ravel())
-    return sp.diags(1.0 / np.maximum(norms, 1.0)) @ m
+    m.data[:] = 1.0  # a feature repeated in one text counts once
+    df = np.asarray(m.sum(axis=0)).ravel() / max(len(texts), 1)
+    idf = np.where(df <= max_df, -np.log(np.maximum(df, 1e-12)), 0.0)
+    m = (m @ sp.diags(idf)).tocsr()
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    return (sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ m).tocsr()
 
 
 @dataclass(frozen=True)
@@ -188,3 +195,170 @@ def _fit_on(d: SectionData, ctx: Context, idx: np.ndarray, preview: int) -> Sect
     view.d, view.profile_user, view.own = sub, ctx.profile_user, ctx.own[idx]
     view.norm, view.open_logit = ctx.norm[idx], ctx.open_logit[idx]
     return fit(sub, preview, view)
+
+
+# ------------------------------------------------------------------------------------------------
+# The video feed
+VIDEO_OUTPUTS = ("frac", "watch_s", "plays", "comment_read_s")
+
+
+@dataclass(frozen=True)
+class FeedData:
+    """Logged video requests in the model's terms ([n] or [n, K]; items: video ids, −1 past the end)."""
+
+    users: np.ndarray  # [n]
+    days: np.ndarray  # [n]
+    items: np.ndarray  # [n, K]
+    shown: np.ndarray  # [n, K] bool: an impression was logged at this position
+    frac: np.ndarray  # [n, K] watch fraction (0 when not played)
+    downstream: np.ndarray  # [n, K] comment read seconds in the section opened after the play
+    bow: sp.csr_matrix  # [V, W] the titles' bag of words
+    duration: np.ndarray  # [V]
+    recent_plays: np.ndarray  # [D, V] each day's public play counts
+
+
+class FeedContext:
+    """Per request: the user's leave-one-request-out title profile (weighted by watch fraction),
+    and per (request, video): the video's leave-one-request-out play rate and watch fraction."""
+
+    def __init__(self, d: FeedData):
+        n, K = d.items.shape
+        n_users = int(d.users.max()) + 1 if n else 1
+        V = d.bow.shape[0]
+        shown = d.shown & (d.items >= 0)
+        i, j = np.nonzero(shown)
+        v = d.items[i, j]
+        played = d.frac[i, j] > 0
+        own = sp.csr_matrix((d.frac[i, j], (i, v)), shape=(n, V)) @ d.bow  # [n, W]
+        to_user = sp.csr_matrix((np.ones(n), (d.users, np.arange(n))), shape=(n_users, n))
+        self.profile_user = (to_user @ own).tocsr()
+        self.own = own.tocsr()
+        prof = self.profile_user[d.users]
+        sq = (np.asarray(prof.multiply(prof).sum(axis=1)).ravel() - 2 * np.asarray(prof.multiply(self.own).sum(axis=1)).ravel()
+              + np.asarray(self.own.multiply(self.own).sum(axis=1)).ravel())
+        self.norm = np.sqrt(np.maximum(sq, 0.0))
+        # per video: impressions, plays, watch fraction over plays (totals; the request's own removed at use)
+        self.imp_v = np.bincount(v, minlength=V).astype(np.float64)
+        self.play_v = np.bincount(v, weights=played, minlength=V)
+        self.frac_v = np.bincount(v, weights=d.frac[i, j], minlength=V)
+        self.base_play = float(played.mean()) if len(played) else 0.5
+        self.base_frac = float(d.frac[i, j][played].mean()) if played.any() else 0.5
+        # per user: downstream seconds per play, leave-one-request-out
+        self.down_u = np.bincount(d.users[i], weights=d.downstream[i, j], minlength=n_users)
+        self.plays_u = np.bincount(d.users[i], weights=played, minlength=n_users)
+        self.own_down = np.bincount(i, weights=d.downstream[i, j], minlength=n)
+        self.own_plays = np.bincount(i, weights=played, minlength=n)
+        self.own_imp = sp.csr_matrix((np.ones(len(i)), (i, v)), shape=(n, V)).tocsr()
+        self.own_play = sp.csr_matrix((played.astype(np.float64), (i, v)), shape=(n, V)).tocsr()
+        self.own_frac = sp.csr_matrix((d.frac[i, j], (i, v)), shape=(n, V)).tocsr()
+        self.d = d
+
+    def features(self, items: np.ndarray) -> dict[str, np.ndarray]:
+        """[n, K] features of the videos ``items`` on the logged requests (each request left out of
+        its own profile and of the videos' rates)."""
+        d = self.d
+        n, K = items.shape
+        i = np.repeat(np.arange(n), K)
+        v = np.maximum(items.ravel(), 0)
+        b = d.bow[v]
+        dot = (np.asarray(self.profile_user[d.users[i]].multiply(b).sum(axis=1)).ravel()
+               - np.asarray(self.own[i].multiply(b).sum(axis=1)).ravel())
+        norm = self.norm[i]
+        s = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 1e-12)
+        own_imp = np.asarray(self.own_imp[i, v]).ravel()
+        own_play = np.asarray(self.own_play[i, v]).ravel()
+        own_frac = np.asarray(self.own_frac[i, v]).ravel()
+        prior = 5.0
+        play_rate = (self.play_v[v] - own_play + prior * self.base_play) / (self.imp_v[v] - own_imp + prior)
+        plays_left = self.play_v[v] - own_play
+        frac_rate = (self.frac_v[v] - own_frac + prior * self.base_frac) / (plays_left + prior)
+        u = d.users[i]
+        down = (self.down_u[u] - self.own_down[i] + 1.0) / (self.plays_u[u] - self.own_plays[i] + 4.0)
+        pop = np.log1p(d.recent_plays[d.days[i], v])
+        shape = (n, K)
+        return {"s": s.reshape(shape), "play": _logit_of(play_rate).reshape(shape), "frac": _logit_of(frac_rate).reshape(shape),
+                "down": np.log(down).reshape(shape), "pop": pop.reshape(shape),
+                "pos": np.broadcast_to(np.arange(K, dtype=np.float64), shape)}
+
+
+def _logit_of(p):
+    p = np.clip(p, 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class FeedModel:
+    play: np.ndarray
+    frac: np.ndarray
+    frac_var: float
+    down: np.ndarray
+
+
+def _play_X(f, sel):
+    return np.column_stack([np.ones(int(sel.sum())), f["s"][sel], f["play"][sel], f["pop"][sel], f["pos"][sel]])
+
+
+def _frac_X(f, sel):
+    return np.column_stack([np.ones(int(sel.sum())), f["s"][sel], f["frac"][sel]])
+
+
+def _down_X(f, sel):
+    return np.column_stack([np.ones(int(sel.sum())), f["down"][sel], f["s"][sel]])
+
+
+def fit_feed(d: FeedData, ctx: FeedContext | None = None, rows: np.ndarray | None = None) -> FeedModel:
+    """Play: logistic; watch fraction given a play: logit-normal; downstream comment seconds given
+    a play: log-linear (Poisson quasi-likelihood). ``rows``: fit on these requests (a bootstrap)."""
+    ctx = ctx or FeedContext(d)
+    f = ctx.features(d.items)
+    sel = d.shown & (d.items >= 0)
+    if rows is not None:
+        take = np.zeros(len(d.users))
+        np.add.at(take, rows, 1.0)
+        weight = np.broadcast_to(take[:, None], sel.shape)
+    else:
+        weight = np.ones(sel.shape)
+    played = sel & (d.frac > 0)
+    y_play = played[sel].astype(np.float64)
+    if not 0 < y_play.sum() < len(y_play):
+        raise ValueError("the feed model needs logged impressions both played and skipped")
+    a, _ = _fit(lambda X: sm.GLM(y_play, X, family=sm.families.Binomial(), freq_weights=weight[sel]), _play_X(f, sel))
+    fr = np.clip(d.frac[played], 1e-3, 1 - 1e-3)
+    b, scale = _fit(lambda X: sm.WLS(np.log(fr / (1 - fr)), X, weights=weight[played]), _frac_X(f, played))
+    y_down = d.downstream[played]
+    X_down = _down_X(f, played)
+    if y_down.sum() > 0:
+        g, _ = _fit(lambda X: sm.GLM(y_down, X, family=sm.families.Poisson(), freq_weights=weight[played]), X_down)
+    else:  # no section was ever read: nothing downstream
+        g = np.r_[-50.0, np.zeros(X_down.shape[1] - 1)]
+    return FeedModel(a, b, scale, g)
+
+
+def _fit(model, X: np.ndarray) -> tuple[np.ndarray, float]:
+    """Fit on the columns that vary (and the intercept, column 0); the others get coefficient 0."""
+    keep = np.r_[True, np.ptp(X[:, 1:], axis=0) > 1e-12] if len(X) else np.ones(X.shape[1], bool)
+    res = model(X[:, keep]).fit()
+    params = np.zeros(X.shape[1])
+    params[keep] = np.asarray(res.params)
+    return params, float(res.scale)
+
+
+def predict_feed(model: FeedModel, ctx: FeedContext, items: np.ndarray, output: str) -> np.ndarray:
+    """[n, K] expected ``output`` of showing ``items`` at each position on the logged requests."""
+    if output not in VIDEO_OUTPUTS:
+        raise ValueError(f"the feed model predicts {', '.join(VIDEO_OUTPUTS)}, not {output!r}")
+    mask = items >= 0
+    f = ctx.features(items)
+    allm = np.ones_like(mask)
+    p_play = _sigmoid(_play_X(f, allm) @ model.play).reshape(mask.shape)
+    mu = (_frac_X(f, allm) @ model.frac).reshape(mask.shape)
+    e_frac = _sigmoid(mu / np.sqrt(1.0 + np.pi * model.frac_var / 8.0))  # E σ(N(mu, var)), probit approximation
+    if output == "plays":
+        value = p_play
+    elif output == "frac":
+        value = p_play * e_frac
+    elif output == "watch_s":
+        value = p_play * e_frac * ctx.d.duration[np.maximum(items, 0)]
+    else:
+        value = p_play * np.exp(_down_X(f, allm) @ model.down).reshape(mask.shape)
+    return np.where(mask, value, 0.0)

@@ -18,7 +18,7 @@ and the session ends after the first impression at which the spent budget C_n = 
 τ (or at the platform's impression cap, a censored session). Given the observed sequence (f_i, g_i)
 the length is a first passage of C, so the likelihood of a session that ended after N impressions
 is F(C_N) − F(max_{n<N} C_n) and of a censored one 1 − F(max_{n≤N} C_n), F the budget's CDF: (β, γ,
-μ, σ) are fitted by maximum likelihood. The variation that identifies β and γ is within sessions
+μ, σ) are fitted by maximum likelihood (analytic gradient, then a simplex polish over the kinks). The variation that identifies β and γ is within sessions
 (which impressions came when), which the logging policy's randomisation and the users' own noise
 supply; the budget is independent of the slates.
 
@@ -150,22 +150,46 @@ def _budget_terms(log: SessionLog):
 
 
 def _budget_nll(theta, J, F, G, valid, n, ended, weights):
+    """The negative log-likelihood of the budget model and its gradient in (β, γ, μ, log σ)."""
     beta, gamma, mu, log_sigma = theta
     sigma = math.exp(log_sigma)
     C = np.where(valid, J[None, :] - beta * F - gamma * G, -np.inf)
-    running = np.maximum.accumulate(C, axis=1)
     rows = np.arange(len(n))
-    last = C[rows, n - 1]
-    prev_max = np.where(n >= 2, running[rows, np.maximum(n - 2, 0)], -np.inf)
-    prev_max = np.maximum(prev_max, 0.0)
-    cens_max = np.maximum(running[rows, n - 1], 0.0)
+    last = n - 1
 
-    def cdf(x):
-        with np.errstate(divide="ignore"):
-            return special.ndtr((np.log(np.maximum(x, 1e-300)) - mu) / sigma) * (x > 0)
+    def prefix_argmax(upto):
+        """Index of the largest C_j for j <= upto (−1 where upto < 0)."""
+        idx = np.where(np.arange(C.shape[1])[None, :] <= upto[:, None], C, -np.inf).argmax(axis=1)
+        return np.where(upto >= 0, idx, -1)
 
-    p = np.where(ended, cdf(last) - cdf(prev_max), 1.0 - cdf(cens_max))
-    return -float(np.dot(weights, np.log(np.maximum(p, 1e-12))))
+    k_prev = prefix_argmax(last - 1)  # the highest point before the last impression
+    k_all = np.where(C[rows, last] >= np.where(k_prev >= 0, C[rows, np.maximum(k_prev, 0)], -np.inf), last, k_prev)
+    k_b = np.where(ended, k_prev, k_all)  # ended: F(C_N) − F(max before); censored: 1 − F(max through N)
+
+    def at(k):
+        k0 = np.maximum(k, 0)
+        c = np.where(k >= 0, C[rows, k0], 0.0)
+        return c, np.where(k >= 0, F[rows, k0], 0.0), np.where(k >= 0, G[rows, k0], 0.0)
+
+    def cdf_terms(x, fx, gx):
+        pos = x > 0
+        lx = np.log(np.where(pos, x, 1.0))
+        z = (lx - mu) / sigma
+        cdf = np.where(pos, special.ndtr(z), 0.0)
+        dens = np.where(pos, np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi), 0.0)
+        inv = np.where(pos, 1.0 / (sigma * np.where(pos, x, 1.0)), 0.0)
+        grad = np.stack([dens * inv * -fx, dens * inv * -gx, dens * -1.0 / sigma, dens * -z], axis=1)
+        return cdf, grad
+
+    ca, ga = cdf_terms(*at(last))
+    cb, gb = cdf_terms(*at(k_b))
+    p = np.where(ended, ca - cb, 1.0 - cb)
+    dp = np.where(ended[:, None], ga - gb, -gb)
+    ok = p > 1e-12
+    p_safe = np.where(ok, p, 1e-12)
+    value = -float(np.dot(weights, np.log(p_safe)))
+    grad = -((weights * ok / p_safe)[:, None] * dp).sum(axis=0)
+    return value, grad
 
 
 def _gap_data(log: SessionLog):
@@ -197,8 +221,12 @@ def fit(log: SessionLog, weights: np.ndarray | None = None, start: SessionModel 
         x0 = [0.5, 0.0, math.log(mean_n), math.log(0.6)]
     else:
         x0 = [start.beta, start.gamma, start.mu, math.log(start.sigma)]
-    res = optimize.minimize(_budget_nll, x0, args=args, method="Nelder-Mead",
-                            options={"xatol": 1e-4, "fatol": 1e-4, "maxiter": 4000})
+    # gradient steps, then a Nelder–Mead polish: the likelihood has kinks where the highest point
+    # before a session's end changes, at which L-BFGS can stop short
+    res = optimize.minimize(_budget_nll, x0, args=args, jac=True, method="L-BFGS-B")
+    simplex = res.x + np.vstack([np.zeros(4), np.diag([0.03, 0.01, 0.03, 0.03])])
+    res = optimize.minimize(lambda th: _budget_nll(th, *args)[0], res.x, method="Nelder-Mead",
+                            options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-3, "maxiter": 800})
     beta, gamma, mu, log_sigma = res.x
     gap, observed, sat, keep = _gap_data(log)
     keep &= weights > 0

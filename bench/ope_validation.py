@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from abtest.offline_ab import predict  # noqa: E402
 from abtest.report import ReportConfig, build_report  # noqa: E402
 from abtest.render import to_json  # noqa: E402
-from cli import resolve_policy, section_model  # noqa: E402
+from pipeline import logged_requests, resolve_policy, response_models, session_fits  # noqa: E402
 from simulator import SimConfig, simulate  # noqa: E402
 from simulator.experiment import run_experiment, world_config  # noqa: E402
 from simulator.replay import load_run, replay  # noqa: E402
@@ -46,6 +46,7 @@ BUILTIN_PAIRS = [
 ]
 MODEL_PAIRS = [("sasrec", "lsvcr"), ("popularity", "sasrec"), ("popularity", "lsvcr"), ("lsvcr", "oracle")]
 METRIC = "comment_watch_time"
+HOLD = "+hold"
 
 
 def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, str]:
@@ -84,7 +85,11 @@ def ranking_metrics(work: Path, seed: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def online(world: Path, out: Path, control: str, treatment: str, users: int) -> dict:
+def online(world: Path, out: Path, control: str, treatment: str, users: int, reuse: bool = False) -> dict:
+    saved = out / "truth.json"
+    key = {"control": control, "treatment": treatment, "users": users}
+    if reuse and saved.is_file() and json.loads(saved.read_text())["key"] == key:
+        return json.loads(saved.read_text())["truth"]
     shutil.rmtree(out, ignore_errors=True)  # a kept --work dir: run the A/B again
     base = world_config(world)
     cfg = base.replace(n_users=users, days=2, pre_days=1, log_slates=False, noise_seed=base.seed + 1)
@@ -96,7 +101,9 @@ def online(world: Path, out: Path, control: str, treatment: str, users: int) -> 
     report = json.loads(to_json(build_report(out, ReportConfig())))
     rows = [m for m in report["metrics"] if m["name"] == METRIC and m["variant"] == "treatment"]
     m = next((r for r in rows if r.get("cuped")), rows[0])
-    return {"rel_effect": m["rel_effect"], "rel_ci": m["rel_ci"], "p_value": m["p_value"], "alpha": report["alpha"]}
+    truth = {"rel_effect": m["rel_effect"], "rel_ci": m["rel_ci"], "p_value": m["p_value"], "alpha": report["alpha"]}
+    saved.write_text(json.dumps({"key": key, "truth": truth}))
+    return truth
 
 
 def pct(x) -> str:
@@ -117,11 +124,15 @@ def main() -> None:
     ap.add_argument("--models", action="store_true", help="also SASRec and LSVCR pairs (trains both per seed)")
     ap.add_argument("--models-only", action="store_true", help="only the SASRec and LSVCR pairs")
     ap.add_argument("--work", type=Path, default=None, help="keep every world, model and A/B here (default: a temp dir)")
+    ap.add_argument("--reuse-online", action="store_true",
+                    help="with --work: reuse each online A/B's saved result (same pair and users) instead of rerunning it")
     ap.add_argument("--rows", type=Path, nargs="+", default=None,
                     help="print the tables from rows saved by earlier runs (--json) instead of running")
-    ap.add_argument("--estimators", default="cascade-dr,cascade-ips,dm,model")
+    ap.add_argument("--estimators", default="cascade-ips,model,model-dr,cascade-ips+hold",
+                    help="comma-separated; NAME+hold: the per-request estimate with the logged sessions held fixed "
+                         "(lsvcr abtest offline --hold-sessions), else with the session model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
-    ap.add_argument("--bootstrap", type=int, default=10, help="replicates of the model estimators' interval")
+    ap.add_argument("--bootstrap", type=int, default=30, help="user-bootstrap replicates of each interval")
     args = ap.parse_args()
     users = args.users or (400 if args.quick else 2000)
     days = args.days or (1 if args.quick else 2)
@@ -153,20 +164,22 @@ def main() -> None:
                 print(json.dumps({"seed": seed, "ranking": ranking[seed]}), file=sys.stderr, flush=True)
             spec = lambda p: names.get(p, p)  # noqa: E731
             log = load_run(world)
-            logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
-            response_model = section_model(log)
+            logged = logged_requests(log)
+            response_model = response_models(log)
+            fits = session_fits(log, args.bootstrap)
             replays = {}
             for p in sorted({p for pair in pairs for p in pair}):
                 policy = resolve_policy(spec(p), log.world, log.comments, log.config)
                 replays[p] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=False).items()}
             for i, (control, treatment) in enumerate(pairs):
-                truth = online(world, work / f"ab{i}", spec(control), spec(treatment), users)
+                truth = online(world, work / f"ab{i}", spec(control), spec(treatment), users, args.reuse_online)
                 significant = truth["p_value"] is not None and truth["p_value"] < truth["alpha"]
                 for est in estimators:
+                    base, held = est.removesuffix(HOLD), est.endswith(HOLD)
                     (m,) = predict(logged, replays[control], replays[treatment], n_users=log.config.world.n_users,
                                    n_days=len(log.views), preview=log.config.behaviour.comment_preview,
-                                   metrics=(METRIC,), estimator=est, response_model=response_model,
-                                   bootstrap=args.bootstrap)
+                                   metrics=(METRIC,), estimator=base, response_model=response_model,
+                                   bootstrap=args.bootstrap, sessions=None if held else fits)
                     lo, hi = m.rel_ci
                     predicted = m.control is not None and math.isfinite(m.rel_effect)
                     # no prediction (e.g. no logged prefix matches a deterministic target) counts as a miss

@@ -86,3 +86,14 @@ def test_no_sessions_is_a_clear_error():
 def test_unreadable_run_is_a_clear_error(tmp_path):
     with pytest.raises(S.InputError, match="cannot read"):
         S.read_sessions(tmp_path, days=1, cap=CAP, min_gap_s=600.0)
+
+
+def test_the_likelihood_gradient_is_the_derivative():
+    log = synthetic_log(np.random.default_rng(5), n_users=40)
+    J, F, G, valid = S._budget_terms(log)
+    args = (J, F, G, valid, log.n, log.ended, np.ones(len(log.n)))
+    theta = np.array([0.7, 0.05, 2.5, math.log(0.55)])
+    _, grad = S._budget_nll(theta, *args)
+    h = 1e-6
+    numeric = [(S._budget_nll(theta + h * e, *args)[0] - S._budget_nll(theta - h * e, *args)[0]) / (2 * h) for e in np.eye(4)]
+    assert np.allclose(grad, numeric, rtol=1e-5, atol=1e-4)

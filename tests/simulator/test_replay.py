@@ -277,8 +277,19 @@ def test_offline_prediction_of_the_logging_policy_is_its_logged_per_user_value(t
         assert m["control"]["support"] == 1.0 and m["control"]["ess"] == pytest.approx(n)
         assert {"name", "variant", "rel_effect", "rel_ci", "abs_effect", "abs_ci", "p_value"} <= set(m)
         assert m["rel_ci"][0] <= m["rel_effect"] <= m["rel_ci"][1]
-    assert by["sessions"]["rel_effect"] is None and by["sessions"]["flags"] == ["not_identified"]
-    assert any("sessions: not identified" in w for w in out["warnings"])
+    # the session model predicts sessions (the logging policy's figures are its own: multiplier 1)
+    sessions = by["sessions"]
+    assert sessions["rel_ci"][0] <= sessions["rel_effect"] <= sessions["rel_ci"][1]
+    assert "session_model" in sessions["flags"]
+    assert sessions["sessions"]["control"]["impression_multiplier"] == pytest.approx(1.0, rel=1e-9)
+    # holding the logged sessions fixed: the per-request quantity, with sessions not identified
+    r = offline("--logs", tempered_run, "--control", "popularity@1", "--treatment", "oracle", "--format", "json",
+                "--estimator", "cascade-ips", "--hold-sessions")
+    assert r.exit_code == 0, r.output
+    held = {m["name"]: m for m in json.loads(r.stdout)["metrics"]}
+    assert held["sessions"]["rel_effect"] is None and held["sessions"]["flags"] == ["not_identified"]
+    assert held["comment_watch_time"]["control_mean"] == pytest.approx(by["comment_watch_time"]["control_mean"], rel=1e-9)
+    assert any("sessions: not identified" in w for w in json.loads(r.stdout)["warnings"])
 
 
 def test_offline_prediction_of_a_policy_against_itself_is_exactly_zero(tempered_run):
