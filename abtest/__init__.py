@@ -18,6 +18,16 @@ spec.py        metric specs and the CLI's NAME=NUM/DEN options
 aggregate.py   the one SQL pass that yields every metric's Moments per variant
 report.py      the report (pure ``analyze`` over aggregates; ``build_report`` for a path)
 render.py      table / JSON / Markdown / HTML and the forest plot (computes nothing)
+decision.py    ship / don't ship from a report, with the reasons
+errors.py      InputError, the one exception for bad user input (the CLI maps it to exit code 2)
 
+Off-policy, before launch (`lsvcr abtest offline`):
+ope.py            item and slate estimators (IPS, SNIPS, DM, DR, position-wise), cross-fitted reward model
+cascade.py        cascade IPS / DR with the comment preview as one block
+response_model.py user-response models fitted on the logs: the comment section and the video feed
+sessions.py       the session model fitted on the logs: time budget (how long) and return gap (how soon)
+offline_ab.py     the prediction: treatment vs control per user-day, its interval, session-adjusted
+
+Configs: a single step's options sit beside that step (ReportConfig in report.py), as in every package.
 Never imports torch, lsvcr or simulator.
 """
