@@ -102,7 +102,7 @@ def next_day_counts(recent_plays: np.ndarray, likes: np.ndarray, plays, liked_ro
     return recent, likes + np.bincount(np.asarray(liked_rows, dtype=np.int64), minlength=len(likes))
 
 
-def day_view(world: World, comments: "CommentStore", recent_plays: np.ndarray, likes: np.ndarray, n_rows: int
+def day_view(world: World, comments: CommentStore, recent_plays: np.ndarray, likes: np.ndarray, n_rows: int
              ) -> WorldView:
     """What every user sees during one day: the day's counters (copied) and the first ``n_rows`` comment
     rows of the store (the comments posted before the day began)."""

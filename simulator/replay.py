@@ -110,11 +110,11 @@ class EventRows(NamedTuple):
 class Events(NamedTuple):
     """The event-log columns replay needs (one entry per event row) and the rows of each event type."""
 
-    rid: np.ndarray
-    pos: np.ndarray
-    vid: np.ndarray
-    cid: np.ndarray
-    val: np.ndarray
+    rid: np.ndarray  # request_id (−1: none)
+    pos: np.ndarray  # position (−1: none)
+    vid: np.ndarray  # video_id (−1: none)
+    cid: np.ndarray  # comment_id (−1: none)
+    val: np.ndarray  # value
     play: EventRows
     comment_impression: EventRows
     comment_read: EventRows
