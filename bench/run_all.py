@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import atomic
+
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
     "simulate": (["simulate.py"], ["simulate.py", "--users", "2000", "--repeats", "1"]),
@@ -63,9 +65,7 @@ def main() -> None:
               "wall time and date. "
               "Every figure is a ratio against a peer measured in the same run; the machine is shared and "
               "noisy, so compare ratios, not absolute times.\n\n")
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(header + "\n".join(sections[n] for n in BENCHMARKS if n in sections))
-    tmp.replace(out)
+    atomic.write_text(out, header + "\n".join(sections[n] for n in BENCHMARKS if n in sections))
     print(f"wrote {out}")
 
 

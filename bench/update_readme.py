@@ -12,6 +12,8 @@ import argparse
 import re
 from pathlib import Path
 
+import atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start (bench/update_readme.py writes this; do not edit) -->", "<!-- results:end -->"
 
@@ -49,9 +51,7 @@ def main() -> None:
              f"### The benchmarks\n\n{bench_block(ROOT / 'bench' / 'results.md')}\n{END}")
     head, rest = text.split(START, 1)
     new = head + block + rest.split(END, 1)[1]
-    tmp = readme.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    tmp.replace(readme)
+    atomic.write_text(readme, new)
     print(f"updated the Results section of {readme}")
 
 

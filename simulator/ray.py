@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +35,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 import ray
+
+import atomic
 
 from .config import SimConfig
 from .engine import CommentStore, DayDelta, Platform
@@ -182,7 +182,7 @@ def execute_on_ray(
 ) -> dict:
     """Simulate every user on Ray shards and write the run directory ``out`` (as ``run.execute`` does
     unsharded); return the summary. ``variant_of=None``: one arm, named by the single policy."""
-    from .run import _check_fresh, _publish, write_run
+    from .run import _check_fresh, write_run
 
     _check_fresh(out)
     connect(options)
@@ -197,26 +197,24 @@ def execute_on_ray(
               .remote(config, build, variant_of, i, n, board_name) for i in range(n)]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        if not os.access(out.parent, os.W_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as e:
         raise InputError(f"cannot write to {out}: {e.strerror}") from None
     try:
-        started = time.perf_counter()
-        results = _gather([a.run.remote() for a in actors], board, progress)
-        wall = time.perf_counter() - started
-        arrays = {k: np.concatenate([r.arrays[k] for r in results]) for k in results[0].arrays}
-        order = np.argsort(arrays["user_id"], kind="stable")  # a one-process run's order: by user, then time
-        arrays = {k: a[order] for k, a in arrays.items()}
-        next_start = {u: t for r in results for u, t in r.next_start.items()}
-        slates = None if results[0].slates is None else [row for r in results for row in r.slates]
-        world = generate_world(config.world, config.seed)
-        summary = write_run(workdir, config, world, results[0].comments, arrays, next_start, results[0].variants,
-                            slates, {**manifest_of(results[0].names), "ray": {"shards": n, "cpus": n_cpus}},
-                            results[0].names, extra_tables, shards=n)
-        _publish(workdir, out)
-    except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
+        with atomic.publishing_dir(out, replace=False) as workdir:  # out appears only when complete
+            started = time.perf_counter()
+            results = _gather([a.run.remote() for a in actors], board, progress)
+            wall = time.perf_counter() - started
+            arrays = {k: np.concatenate([r.arrays[k] for r in results]) for k in results[0].arrays}
+            order = np.argsort(arrays["user_id"], kind="stable")  # a one-process run's order: by user, then time
+            arrays = {k: a[order] for k, a in arrays.items()}
+            next_start = {u: t for r in results for u, t in r.next_start.items()}
+            slates = None if results[0].slates is None else [row for r in results for row in r.slates]
+            world = generate_world(config.world, config.seed)
+            summary = write_run(workdir, config, world, results[0].comments, arrays, next_start, results[0].variants,
+                                slates, {**manifest_of(results[0].names), "ray": {"shards": n, "cpus": n_cpus}},
+                                results[0].names, extra_tables, shards=n)
     finally:
         for a in actors:
             ray.kill(a, no_restart=True)

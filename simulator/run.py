@@ -14,7 +14,6 @@ import functools
 import json
 import os
 import platform as _platform
-import shutil
 import tempfile
 import time
 import uuid
@@ -298,7 +297,3 @@ def _delta_to_json(d: DayDelta) -> dict:
 def _delta_from_json(d: dict) -> DayDelta:
     return DayDelta(likes=d["likes"], plays=d["plays"], posts=[Post(**p) for p in d["posts"]])
 
-
-def _publish(workdir: Path, out: Path) -> None:
-    """Rename the finished run ``workdir`` to ``out`` (missing or empty: checked before the run)."""
-    atomic.publish_dir(workdir, out, replace=False)
