@@ -406,10 +406,16 @@ class DemoResult:
         return {"verdict": self.verdict, "reasons": list(self.reasons), "timings": self.timings}
 
 
-def demo_summary(decision, offline: dict, online: dict) -> list[str]:
-    """summary.md: the verdict with its reasons, then the offline prediction beside the online A/B."""
+def demo_summary(decision, offline: dict, online: dict, stage1: Optional[dict] = None) -> list[str]:
+    """summary.md: the verdict with its reasons, then the offline prediction beside the online A/B
+    (and, given stage 1's report, how much of a stage-1 epoch the treatment saw)."""
     lines = [f"# LSVCR demo — verdict: **{decision.verdict.upper()}**", ""]
     lines += [f"* {r}" for r in decision.reasons]
+    if stage1 and stage1.get("epoch_samples"):
+        share = stage1["samples"] / stage1["epoch_samples"]
+        lines += ["", f"The treatment's stage 1 (alignment with the LLM) ran {stage1['steps']} steps: "
+                      f"{stage1['samples']:,} of an epoch's {stage1['epoch_samples']:,} samples ({share:.1%} of an epoch). "
+                      "`lsvcr train` runs whole epochs by default."]
     lines += ["", "Offline prediction (before launch, from the logging run) against the online A/B — treatment vs "
               "control, relative lift per user, 95% CI:", ""] + offline_vs_online(offline, online)
     lines += ["", "Paper (Kuaishou online A/B): +4.13% comment watch time."]
@@ -461,8 +467,8 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, display: Display = S
         train_model(out / "data", models["sasrec"], FinetuneConfig(model="sasrec", epochs=size["sasrec_epochs"], seed=seed),
                     display.console)
         aligned = out / "models" / "lsvcr-aligned"  # stage 1: the packaged MiniLM under LoRA
-        align_model(out / "data", aligned, AlignConfig(batch_size=16, max_prompt_tokens=256,
-                                                       max_steps=size["align_steps"], seed=seed), display.console)
+        stage1 = align_model(out / "data", aligned, AlignConfig(batch_size=16, max_prompt_tokens=256,
+                                                                max_steps=size["align_steps"], seed=seed), display.console)
         train_model(out / "data", models["lsvcr"], FinetuneConfig(model="lsvcr", task="both", epochs=size["lsvcr_epochs"],
                                                                   seed=seed), display.console, init=aligned)
 
@@ -497,7 +503,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, display: Display = S
         online = json.loads(to_json(report))
         decision = decide(online, "comment_watch_time", ("video_watch_time", "sessions"))
 
-    lines = demo_summary(decision, offline, online)
+    lines = demo_summary(decision, offline, online, stage1)
     (out / "summary.md").write_text("\n".join(lines) + "\n")  # results only: the same bytes per seed
     (out / "timings.json").write_text(json.dumps({"stages_s": timings}, indent=1))  # wall-clock, apart
     return DemoResult(out, decision.verdict, tuple(decision.reasons), tuple(lines), timings)

@@ -239,6 +239,7 @@ class AlignReport:
     samples: int = 0
     seconds: float = 0.0
     samples_per_s: float = 0.0
+    epoch_samples: int = 0  # training samples in one epoch (both tasks): samples / epoch_samples epochs seen
     losses: list[dict] = field(default_factory=list)  # per step: total, lm, rec, vcc, ssc (mean over ranks)
 
 
@@ -375,7 +376,7 @@ def align(ds: Dataset, out_dir: str | Path, cfg: AlignConfig = AlignConfig(), co
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = math.ceil(len(samples) / cfg.batch_size)
     total = per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, per_epoch * cfg.epochs)
-    step, report = 0, AlignReport()
+    step, report = 0, AlignReport(epoch_samples=len(samples))
     if resume:
         step, report = load_checkpoint(out_dir / CKPT_DIR, aligner, opt, cfg)
     if console is not None and not aligner.llm.is_decoder:

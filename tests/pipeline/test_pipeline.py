@@ -129,6 +129,12 @@ def test_demo_summary_sets_offline_beside_online():
     ]
 
 
+def test_demo_summary_says_how_much_of_a_stage_1_epoch_the_treatment_saw():
+    lines = pipeline.demo_summary(Decision("ship", []), {"metrics": []}, {"alpha": 0.05, "metrics": []},
+                                  {"steps": 10, "samples": 160, "epoch_samples": 6400})
+    assert any("ran 10 steps: 160 of an epoch's 6,400 samples (2.5% of an epoch)" in line for line in lines)
+
+
 def test_silent_display_is_a_display():
     display: pipeline.Display = pipeline.Silent()
     with display.progress("x", 1) as update:
