@@ -44,7 +44,7 @@ IMPRESSION, PLAY, COMMENT_OPEN = Event.impression.value, Event.play.value, Event
 COMMENT_IMPRESSION, COMMENT_READ = Event.comment_impression.value, Event.comment_read.value
 COMMENT_LIKE, COMMENT_POST = Event.comment_like.value, Event.comment_post.value
 SLATE_VIDEO, SLATE_COMMENT = SLATE_KINDS.index("video"), SLATE_KINDS.index("comment")
-REQUEST_ID_FIELD = COLUMNS.index("request_id")
+VALUE_FIELD = COLUMNS.index("value")
 
 
 class CommentStore:
@@ -435,10 +435,9 @@ class Platform:
                 interacted.append(cid)
             if u_cont >= p_continue(b, r, read):
                 break
-        # KNOWN BUG, kept so that logs stay byte-identical (reported with issue 14): the seconds spent
-        # in the section were meant for the open row's ``value`` (see schema.EVENTS) but overwrite
-        # its ``request_id`` (truncated to an int when written); ``value`` stays 0.
-        self.rows[open_row] = self.rows[open_row][:REQUEST_ID_FIELD] + (now - t,)
+        # the open row's value: the seconds spent in the section (schema.EVENTS), known only now
+        row_open = self.rows[open_row]
+        self.rows[open_row] = row_open[:VALUE_FIELD] + (now - t,) + row_open[VALUE_FIELD + 1:]
         if interacted:
             st.history.comment_records.append((v, interacted))
         s.temper += refund

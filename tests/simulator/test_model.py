@@ -128,3 +128,19 @@ def test_toml_overrides_and_validation(tmp_path):
         SimConfig().replace(n_videos=-5)
     with pytest.raises(InputError, match="unknown"):
         SimConfig().replace(colour="blue")
+
+
+def test_comment_open_rows_carry_the_section_seconds_and_their_request(runs):
+    """schema.EVENTS: a comment_open row's value is the seconds spent in the section, and its
+    request_id is the comment request whose slate the section showed."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(runs["popularity"][0] / "events.parquet").to_pandas()
+    t["event"] = t.event.astype(str)
+    opens = t[t.event == "comment_open"]
+    assert len(opens) > 100
+    shown = t[t.event == "comment_impression"].groupby("request_id").ts.agg(["min", "count"])
+    assert opens.request_id.isin(shown.index).all()
+    scans = shown.loc[opens.request_id, "count"].to_numpy()
+    # at least the scanning time of every comment shown, plus whatever was read
+    assert (opens.value.to_numpy() >= 0.4 * scans - 1e-9).all()
