@@ -624,7 +624,7 @@ def abtest_offline(
     control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
     metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
-    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="Values each logged request under a policy: cascade-ips (unbiased for any target, noisy for deterministic ones) | cascade-dr (the same weights with an item x position reward model) | dm (that reward model only) | model, model-dr (the user-response models fitted on the logs: feed and comment section; DM / cascade DR) | iips, dr (position-wise; biased where a preview or a cascade links positions). bench/ope_validation.py compares them against the online A/B."),
+    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="Values each logged request under a policy: model-dr (default: the user-response models fitted on the logs, feed and comment section, corrected by self-normalised cascade weights; it validated best against the online A/B in bench/ope_validation.py) | model (those models alone) | cascade-ips (unbiased for any target, noisy for deterministic ones) | cascade-dr (the weights with an item x position reward model) | dm (that reward model only) | iips, dr (position-wise; biased where a preview or a cascade links positions)."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
     bootstrap: int = typer.Option(pipeline.DEFAULT_BOOTSTRAP, "--bootstrap", metavar="B", help="The interval from B user-bootstrap replicates, the session model refitted on each (with --hold-sessions: model / model-dr only, the response model refitted; 0: normal approximation)."),
     hold_sessions: bool = typer.Option(False, "--hold-sessions", help="Hold the logged sessions fixed (the per-request quantity: no effect on session length or returns; sessions not identified) instead of the session model."),
@@ -634,8 +634,9 @@ def abtest_offline(
 ) -> None:
     """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
 
-    Both policies are replayed on every logged request; a slate estimator (cascade IPS with the comment
-    section's preview as one block) values each request, and requests are summed per user-day. A
+    Both policies are replayed on every logged request; a slate estimator (by default the user-response
+    models fitted on the logs, corrected by cascade weights with the comment section's preview as one
+    block) values each request, and requests are summed per user-day. A
     session model fitted on the same logs (a time budget that enjoyed videos and read comments
     refund; a return gap that a satisfying session shortens) scales each policy's value by how much
     longer and more often it keeps users, and predicts sessions. The lift comes with its own interval

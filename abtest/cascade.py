@@ -13,12 +13,16 @@ the first P positions as one block; P = 1 is their cascade model). Video feeds a
 P = 1: temper and fatigue carry the earlier impressions into each position's reward.
 
     cascade IPS   V = Σ_j w_j r_j
-    cascade DR    V = Σ_j q̂_j(π_e) + Σ_j w_j (r_j − q̂_j(a_j))
+    cascade DR    V = Σ_j q̂_j(π_e) + Σ_j (w_j / w̄_j) (r_j − q̂_j(a_j))      w̄_j: the mean of w_j over requests
 
 where q̂_j(π_e) is the reward model's value of the target's own slate at position j (the target's
 sampled slate for a stochastic target, an unbiased draw of its expectation). Because
-E_π0[w_j f(a_0..a_{m_j})] = E_πe[f(a_0..a_{m_j})] for every function f of the prefix, DR is
-unbiased for any reward model and any target; a good model only lowers the variance. (Kiyohara's
+E_π0[w_j f(a_0..a_{m_j})] = E_πe[f(a_0..a_{m_j})] for every function f of the prefix, DR with the
+plain weights is unbiased for any reward model and any target; a good model only lowers the
+variance. The correction is self-normalised per position (E w_j = 1, so w̄_j → 1): consistent for
+any reward model, with an O(1/n) bias, and far steadier when a deterministic target leaves a
+handful of huge weights (bench/ope_validation.py: on the built-in pairs its interval covered the
+online lift in 15 of 18 pairs against 13 for the plain form, which twice went negative). (Kiyohara's
 telescoped form subtracts w_{j−1}-weighted conditional expectations of q̂ instead of the plain DM
 term; it needs the target's conditional choice distribution over every candidate at every
 position, which a replayed black-box policy does not expose. The form here trades some variance
@@ -71,7 +75,11 @@ def cascade_dr(rewards, logging_prefix, target_prefix, q_logged, q_target, *, ma
     mask = np.ones(r.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     target_mask = mask if target_mask is None else np.asarray(target_mask, dtype=bool)
     w, unsupported = cascade_weights(logging_prefix, target_prefix, mask, preview)
-    correction = np.where(mask, w * (r - np.asarray(q_logged, np.float64)), 0.0)
+    # self-normalised per position: the weights' mean over the requests with that position is 1 in
+    # expectation; dividing by it keeps a few huge weights from swinging the value (or its sign)
+    mean_w = w.sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+    w_sn = np.where(mask, w / np.where(mean_w > 0, mean_w, 1.0), 0.0)
+    correction = np.where(mask, w_sn * (r - np.asarray(q_logged, np.float64)), 0.0)
     terms = np.where(target_mask, np.asarray(q_target, np.float64), 0.0).sum(axis=1) + correction.sum(axis=1)
     return _finish(terms, _request_weight(w, mask), unsupported, alpha, clusters)
 

@@ -128,7 +128,7 @@ def main() -> None:
                     help="with --work: reuse each online A/B's saved result (same pair and users) instead of rerunning it")
     ap.add_argument("--rows", type=Path, nargs="+", default=None,
                     help="print the tables from rows saved by earlier runs (--json) instead of running")
-    ap.add_argument("--estimators", default="cascade-ips,model,model-dr,cascade-ips+hold",
+    ap.add_argument("--estimators", default="model-dr,model,cascade-ips,model-dr+hold,cascade-ips+hold",
                     help="comma-separated; NAME+hold: the per-request estimate with the logged sessions held fixed "
                          "(lsvcr abtest offline --hold-sessions), else with the session model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
@@ -171,8 +171,9 @@ def main() -> None:
             for p in sorted({p for pair in pairs for p in pair}):
                 policy = resolve_policy(spec(p), log.world, log.comments, log.config)
                 replays[p] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=False).items()}
-            for i, (control, treatment) in enumerate(pairs):
-                truth = online(world, work / f"ab{i}", spec(control), spec(treatment), users, args.reuse_online)
+            for control, treatment in pairs:
+                truth = online(world, work / f"ab-{control}-vs-{treatment}", spec(control), spec(treatment), users,
+                               args.reuse_online)
                 significant = truth["p_value"] is not None and truth["p_value"] < truth["alpha"]
                 for est in estimators:
                     base, held = est.removesuffix(HOLD), est.endswith(HOLD)

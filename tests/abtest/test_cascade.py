@@ -86,8 +86,11 @@ def test_block_index_and_weights_by_hand():
     q_logged = np.full((2, 4), 0.5)
     q_target = np.ones((2, 4))
     dr = cascade.cascade_dr(r, lp, tp, q_logged, q_target, mask=mask, preview=2)
-    # Σ q_target (4 positions, 1 position) + Σ w (r − 0.5)
-    np.testing.assert_allclose(dr.terms, [4 + 4 * 0.5 + 4 * 1.5 + 5 * -0.5 + 0, 1 + 0.5 * 1.5])
+    # Σ q_target (4 positions, 1 position) + Σ (w / w̄) (r − 0.5), w̄ per position over the requests
+    # that have it: (4 + 0.5) / 2, 4, 5, 0 (taken as 1)
+    wbar = [2.25, 4.0, 5.0, 1.0]
+    np.testing.assert_allclose(dr.terms, [4 + 4 / wbar[0] * 0.5 + 4 / wbar[1] * 1.5 + 5 / wbar[2] * -0.5 + 0,
+                                          1 + 0.5 / wbar[0] * 1.5])
 
 
 def test_weights_one_reproduce_the_logged_total():
