@@ -574,21 +574,44 @@ def render_offline(result: dict, target: Console) -> None:
     table = Table(title=f"offline A/B prediction from {result['logs']} (logging policy {result['logging_policy']}): "
                         f"treatment vs control per {result['unit']}, estimator {result['estimator']}, "
                         f"{result['n_units']:,} units", title_justify="left")
-    for col in ("metric", "control", "treatment", f"lift [{level}]", "p", "ESS c / t", "support c / t", "flags"):
-        table.add_column(col, justify="left" if col in ("metric", "flags") else "right", overflow="fold")
+    # whole names and numbers at any width: the metric never wraps, each CI sits under its lift, the
+    # arms' figures and the flags stack one per line
+    table.add_column("metric", no_wrap=True)
+    for col in ("control\ntreatment", f"lift\n[{level}]", "p", "ESS\nc / t", "support\nc / t"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("flags", no_wrap=True)
     for m in result["metrics"]:
         c, t = m["control"], m["treatment"]
         ci = m["rel_ci"]
-        lift = "–" if m["rel_effect"] is None else f"{pct(m['rel_effect'])} [{pct(ci[0])}, {pct(ci[1])}]"
-        table.add_row(m["name"], num(m["control_mean"]), num(m["treatment_mean"]), lift,
+        lift = "–" if m["rel_effect"] is None else f"{pct(m['rel_effect'])}\n[{pct(ci[0])}, {pct(ci[1])}]"
+        table.add_row(m["name"], f"{num(m['control_mean'])}\n{num(m['treatment_mean'])}", lift,
                       "–" if m["p_value"] is None else f"{m['p_value']:.3g}",
-                      "–" if c is None else f"{num(c['ess'])} / {num(t['ess'])}",
-                      "–" if c is None else f"{c['support']:.3f} / {t['support']:.3f}", " ".join(m["flags"]))
-    target.print(table)
+                      "–" if c is None else f"{num(c['ess'])}\n{num(t['ess'])}",
+                      "–" if c is None else f"{c['support']:.3f}\n{t['support']:.3f}", "\n".join(m["flags"]))
+    from rich.measure import Measurement
+
+    if Measurement.get(target, target.options.update(max_width=10_000), table).maximum <= target.width:
+        target.print(table)
+    else:  # too narrow for the table: one block per metric, every figure whole
+        target.print(table.title, highlight=False)
+        for m in result["metrics"]:
+            c, t = m["control"], m["treatment"]
+            ci = m["rel_ci"]
+            target.print(f"\n{m['name']} — treatment vs control", highlight=False)
+            target.print(f"  per {result['unit']}  control {num(m['control_mean'])} · treatment {num(m['treatment_mean'])}",
+                         highlight=False)
+            if m["rel_effect"] is not None:
+                p = "" if m["p_value"] is None else f"  p {m['p_value']:.3g}"
+                target.print(f"  lift  {pct(m['rel_effect'])}  [{pct(ci[0])}, {pct(ci[1])}]{p}", highlight=False)
+            if c is not None:
+                target.print(f"  ESS  control {num(c['ess'])} · treatment {num(t['ess'])};  support {c['support']:.3f} / "
+                             f"{t['support']:.3f}", highlight=False)
+            if m["flags"]:
+                target.print(f"  flags  {', '.join(m['flags'])}", highlight=False)
     sessions = next((m["sessions"] for m in result["metrics"] if m.get("sessions")), None)
     if sessions:
         model = sessions["model"]
-        target.print(f"session model (fitted on the logs; {sessions['replicates']} bootstrap refits): an impression costs "
+        target.print(f"\nsession model (fitted on the logs; {sessions['replicates']} bootstrap refits): an impression costs "
                      f"1 - {model['beta']:.2f} x watch fraction - {model['gamma']:.3f} x comment read s of a budget "
                      f"LogNormal({model['mu']:.2f}, {model['sigma']:.2f}); mean return gap x exp(-{model['w']:.2f} x satisfaction)",
                      highlight=False)

@@ -94,6 +94,25 @@ def test_offline_prediction_is_a_dataclass_and_the_cli_prints_its_dict(tempered_
     assert r.stdout == json.dumps(d, indent=2, allow_nan=False) + "\n"
 
 
+@pytest.mark.parametrize("width", [60, 80, 160])
+def test_offline_table_shows_whole_names_and_numbers_at_any_width(tempered_run, width):
+    import io
+
+    from rich.console import Console
+
+    from cli import render_offline
+
+    result = pipeline.offline_prediction(tempered_run, "popularity", "oracle@1").as_dict()
+    out = Console(file=io.StringIO(), width=width, record=True)
+    render_offline(result, out)
+    text = out.export_text()
+    assert "…" not in text and all(len(line) <= width for line in text.splitlines())
+    for m in result["metrics"]:
+        assert m["name"] in text
+        lo, hi = (f"{100 * x:+.1f}%" for x in m["rel_ci"])
+        assert f"[{lo}, {hi}]" in text  # each interval whole, on one line
+
+
 def test_offline_prediction_detail_comes_last(tempered_run):
     d = pipeline.offline_prediction(tempered_run, "popularity", "oracle@1", metrics=["comment_watch_time"],
                                     estimator="cascade-ips", detail=True).as_dict()
