@@ -194,7 +194,12 @@ def response_models(log):
             if "video" not in contexts:
                 contexts["video"] = rm.FeedContext(feed_data(log))
             ctx = contexts["video"]
-            model = rm.fit_feed(ctx.d, ctx, rows=subset)
+            if subset is not None:
+                model = rm.fit_feed(ctx.d, ctx, rows=subset)
+            else:  # one fit serves every video reward
+                if "feed_model" not in contexts:
+                    contexts["feed_model"] = rm.fit_feed(ctx.d, ctx)
+                model = contexts["feed_model"]
             return [rm.predict_feed(model, ctx, np.asarray(s), reward) for s in slates]
         if kind != "comment" or reward not in rm.OUTPUTS:
             return None

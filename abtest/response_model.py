@@ -69,6 +69,37 @@ class SectionData:
     likes: np.ndarray  # [D, R] like counts each day
 
 
+class LeaveOneOut:
+    """Each request's text profile without its own contribution: P_u − D_i, with D_i [n, W] the words
+    request i contributes and P_u the sum over the user's requests; ``cosine`` of it with texts."""
+
+    def __init__(self, own: sp.spmatrix, users: np.ndarray, n_users: int):
+        n = len(users)
+        to_user = sp.csr_matrix((np.ones(n), (users, np.arange(n))), shape=(n_users, n))
+        self.users = users
+        self.profile_user = (to_user @ own).tocsr()  # [U, W]
+        self.own = own.tocsr()  # [n, W]
+        prof = self.profile_user[users]
+        # ‖P_u − D_i‖² = ‖P_u‖² − 2 P_u·D_i + ‖D_i‖²
+        sq = (np.asarray(prof.multiply(prof).sum(axis=1)).ravel() - 2 * np.asarray(prof.multiply(self.own).sum(axis=1)).ravel()
+              + np.asarray(self.own.multiply(self.own).sum(axis=1)).ravel())
+        self.norm = np.sqrt(np.maximum(sq, 0.0))
+
+    def cosine(self, i: np.ndarray, texts: sp.spmatrix) -> np.ndarray:
+        """[m] cos(P_{u_i} − D_i, texts_m) for request indices ``i`` [m] and unit-norm ``texts`` [m, W]
+        (0 where the request's user has no other text)."""
+        dot = (np.asarray(self.profile_user[self.users[i]].multiply(texts).sum(axis=1)).ravel()
+               - np.asarray(self.own[i].multiply(texts).sum(axis=1)).ravel())
+        norm = self.norm[i]
+        return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 1e-12)
+
+    def subset(self, idx: np.ndarray) -> "LeaveOneOut":
+        """The profiles of requests ``idx`` (with repeats: a bootstrap), the users' totals kept."""
+        view = LeaveOneOut.__new__(LeaveOneOut)
+        view.users, view.profile_user, view.own, view.norm = self.users[idx], self.profile_user, self.own[idx], self.norm[idx]
+        return view
+
+
 class Context:
     """Per request: the user's leave-one-request-out profile and open rate."""
 
@@ -79,14 +110,7 @@ class Context:
         r_i, r_j = np.nonzero(read_rows >= 0)
         # D_i: the words this request's reads contribute; P_u: all of the user's reads
         own = sp.csr_matrix((np.ones(len(r_i)), (r_i, read_rows[r_i, r_j])), shape=(n, d.bow.shape[0])) @ d.bow
-        to_user = sp.csr_matrix((np.ones(n), (d.users, np.arange(n))), shape=(n_users, n))
-        self.profile_user = (to_user @ own).tocsr()  # [U, W]
-        self.own = own.tocsr()  # [n, W]
-        prof = self.profile_user[d.users]
-        # ‖P_u − D_i‖² = ‖P_u‖² − 2 P_u·D_i + ‖D_i‖²
-        sq = (np.asarray(prof.multiply(prof).sum(axis=1)).ravel() - 2 * np.asarray(prof.multiply(self.own).sum(axis=1)).ravel()
-              + np.asarray(self.own.multiply(self.own).sum(axis=1)).ravel())
-        self.norm = np.sqrt(np.maximum(sq, 0.0))
+        self.profile = LeaveOneOut(own, d.users, n_users)
         opened = d.reached[:, 0]
         opens_u = np.bincount(d.users, weights=opened, minlength=n_users)
         reqs_u = np.bincount(d.users, minlength=n_users)
@@ -99,12 +123,7 @@ class Context:
         d = self.d
         n, K = rows.shape
         i = np.repeat(np.arange(n), K)
-        r = np.maximum(rows.ravel(), 0)
-        b = d.bow[r]
-        dot = (np.asarray(self.profile_user[d.users[i]].multiply(b).sum(axis=1)).ravel()
-               - np.asarray(self.own[i].multiply(b).sum(axis=1)).ravel())
-        norm = self.norm[i]
-        s = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 1e-12)
+        s = self.profile.cosine(i, d.bow[np.maximum(rows.ravel(), 0)])
         return np.where(rows.ravel() >= 0, s, 0.0).reshape(n, K)
 
     def log_likes(self, rows: np.ndarray) -> np.ndarray:
@@ -192,8 +211,7 @@ def _fit_on(d: SectionData, ctx: Context, idx: np.ndarray, preview: int) -> Sect
     sub = SectionData(d.users[idx], d.days[idx], d.rows[idx], d.reached[idx], d.read[idx], d.read_s[idx],
                       d.bow, d.words, d.likes)
     view = Context.__new__(Context)
-    view.d, view.profile_user, view.own = sub, ctx.profile_user, ctx.own[idx]
-    view.norm, view.open_logit = ctx.norm[idx], ctx.open_logit[idx]
+    view.d, view.profile, view.open_logit = sub, ctx.profile.subset(idx), ctx.open_logit[idx]
     return fit(sub, preview, view)
 
 
@@ -229,14 +247,8 @@ class FeedContext:
         i, j = np.nonzero(shown)
         v = d.items[i, j]
         played = d.frac[i, j] > 0
-        own = sp.csr_matrix((d.frac[i, j], (i, v)), shape=(n, V)) @ d.bow  # [n, W]
-        to_user = sp.csr_matrix((np.ones(n), (d.users, np.arange(n))), shape=(n_users, n))
-        self.profile_user = (to_user @ own).tocsr()
-        self.own = own.tocsr()
-        prof = self.profile_user[d.users]
-        sq = (np.asarray(prof.multiply(prof).sum(axis=1)).ravel() - 2 * np.asarray(prof.multiply(self.own).sum(axis=1)).ravel()
-              + np.asarray(self.own.multiply(self.own).sum(axis=1)).ravel())
-        self.norm = np.sqrt(np.maximum(sq, 0.0))
+        # the titles of the user's plays in other requests, weighted by watch fraction
+        self.profile = LeaveOneOut(sp.csr_matrix((d.frac[i, j], (i, v)), shape=(n, V)) @ d.bow, d.users, n_users)
         # per video: impressions, plays, watch fraction over plays (totals; the request's own removed at use)
         self.imp_v = np.bincount(v, minlength=V).astype(np.float64)
         self.play_v = np.bincount(v, weights=played, minlength=V)
@@ -260,11 +272,7 @@ class FeedContext:
         n, K = items.shape
         i = np.repeat(np.arange(n), K)
         v = np.maximum(items.ravel(), 0)
-        b = d.bow[v]
-        dot = (np.asarray(self.profile_user[d.users[i]].multiply(b).sum(axis=1)).ravel()
-               - np.asarray(self.own[i].multiply(b).sum(axis=1)).ravel())
-        norm = self.norm[i]
-        s = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 1e-12)
+        s = self.profile.cosine(i, d.bow[v])
         own_imp = np.asarray(self.own_imp[i, v]).ravel()
         own_play = np.asarray(self.own_play[i, v]).ravel()
         own_frac = np.asarray(self.own_frac[i, v]).ravel()
