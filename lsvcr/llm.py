@@ -267,21 +267,26 @@ class LLM(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(str(directory / "lora"))
-        _sort_adapter_config(directory / "lora" / "adapter_config.json")
+        _normalise_adapter(directory / "lora", self.llm_config.llm)
         for name, module in (("text_projector", self.text_projector), ("user_head", self.user_head)):
             state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
             save_file(state, str(directory / f"{name}.safetensors"))
         (directory / "llm_config.json").write_text(json.dumps(self.llm_config.to_dict(), indent=2) + "\n")
 
 
-def _sort_adapter_config(path: Path) -> None:
-    """peft keeps ``target_modules`` (and friends) as sets and writes them in hash order, which
-    changes from process to process; sorted, the file is the same bytes in every run."""
+def _normalise_adapter(lora: Path, llm: str) -> None:
+    """The same bytes in every run and every checkout: peft keeps ``target_modules`` (and friends)
+    as sets and writes them in hash order (sorted here), and records the base model's resolved path
+    (the install location; replaced by the ``llm`` the config names, which is what loading uses).
+    Its generated model card (README.md) carries that path too and nothing we read: removed."""
+    path = lora / "adapter_config.json"
     cfg = json.loads(path.read_text())
     for k, v in cfg.items():
         if isinstance(v, list) and all(isinstance(x, str) for x in v):
             cfg[k] = sorted(v)
+    cfg["base_model_name_or_path"] = llm
     path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    (lora / "README.md").unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------

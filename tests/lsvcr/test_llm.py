@@ -146,6 +146,20 @@ def test_lora_step_moves_only_adapters_and_heads(tiny_llama, tmp_path):
     assert LLMConfig.from_dict(json.loads((tmp_path / "llm" / "llm_config.json").read_text())) == llm.llm_config
 
 
+def test_a_saved_adapter_names_the_configured_model_not_its_install_path(tmp_path):
+    """The aligned directory is the same bytes in any checkout: peft's adapter config records the
+    base model as the config names it ("minilm"), not where the package was installed."""
+    llm = load_llm(LLMConfig())
+    llm.save(tmp_path / "llm")
+    cfg = json.loads((tmp_path / "llm" / "lora" / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == LLMConfig().llm == "minilm"
+    for f in (tmp_path / "llm").rglob("*"):
+        if f.is_file() and f.suffix in (".json", ".md", ".txt"):
+            assert "site-packages" not in f.read_text(), f
+    again = load_llm(LLMConfig(), trained=tmp_path / "llm")
+    torch.testing.assert_close(again.encode_texts(TEXTS), llm.encode_texts(TEXTS))
+
+
 def test_minilm_encoder(minilm):
     assert not minilm.is_decoder and minilm.hidden_size == 384
     assert sum(p.numel() for n, p in minilm.named_parameters() if "lora_" in n) == 73_728  # query/value, r 8
