@@ -184,8 +184,9 @@ def response_models(log):
 
     lg = log.logged("comment")
     rows = log.comment_rows(lg.items)
+    subject, form = rm.comment_text_features(log.comments.text, list(log.world.titles))
     section = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
-                             lg.rewards["reads"] > 0, lg.rewards["read_s"], rm.bag_of_words(log.comments.text),
+                             lg.rewards["reads"] > 0, lg.rewards["read_s"], subject, form,
                              np.asarray(log.comments.words), log.comment_likes_by_day())
     contexts = {}  # built on first use, once
 
@@ -272,7 +273,7 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
 
     check_offline_options(estimator, alpha, metrics, bootstrap)
     metrics = list(metrics or DEFAULT_METRICS)
-    needs_marginals = detail or estimator in ("iips", "dr")
+    needs_marginals = detail or estimator in ("iips", "dr", "model-pdr")
     log = load_run(logs)
     specs = {"control": control, "treatment": treatment}
     targets = {}

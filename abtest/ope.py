@@ -239,16 +239,25 @@ def slate_dm(q_target, *, mask=None, alpha: float = 0.05, clusters=None) -> Esti
     return dm(q.sum(axis=1), alpha=alpha, clusters=clusters)
 
 
-def slate_dr(rewards, logging_p, target_p, q_logged, q_target, *, mask=None,
-             alpha: float = 0.05, clusters=None) -> Estimate:
-    """Position-wise DR with marginal weights (unbiased where IIPS is, lower variance)."""
+def slate_dr(rewards, logging_p, target_p, q_logged, q_target, *, mask=None, target_mask=None,
+             self_normalize: bool = False, alpha: float = 0.05, clusters=None) -> Estimate:
+    """Position-wise DR with marginal weights (unbiased where IIPS is, lower variance):
+    Σ_j q̂_j(target slate) + Σ_j w_j (r_j − q̂_j(a_j)). ``target_mask``: the target slate's positions
+    (default ``mask``). ``self_normalize`` divides each position's weights by their mean over the
+    requests with that position (E w_j = 1), as abtest.cascade.cascade_dr does with prefix weights."""
     r = np.asarray(rewards, dtype=np.float64)
     mask = np.ones(r.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    target_mask = mask if target_mask is None else np.asarray(target_mask, dtype=bool)
     p0 = np.where(mask, logging_p, 1.0)
     w = np.where(mask, _weights(p0, np.where(mask, target_p, 0.0)), 0.0)
-    terms = np.where(mask, np.asarray(q_target, dtype=np.float64) + w * (r - np.asarray(q_logged, dtype=np.float64)), 0.0)
+    w_used = w
+    if self_normalize:
+        mean_w = w.sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
+        w_used = np.where(mask, w / np.where(mean_w > 0, mean_w, 1.0), 0.0)
+    terms = (np.where(target_mask, np.asarray(q_target, dtype=np.float64), 0.0).sum(axis=1)
+             + np.where(mask, w_used * (r - np.asarray(q_logged, dtype=np.float64)), 0.0).sum(axis=1))
     unsupported = unsupported_mass(p0, np.asarray(target_p, dtype=np.float64))[mask]
-    return _finish(terms.sum(axis=1), w.sum(axis=1) / np.maximum(mask.sum(axis=1), 1), unsupported, alpha, clusters)
+    return _finish(terms, w.sum(axis=1) / np.maximum(mask.sum(axis=1), 1), unsupported, alpha, clusters)
 
 
 def lift(estimate: Estimate, baseline: Estimate, *, alpha: float = 0.05, clusters=None) -> Lift:

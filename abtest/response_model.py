@@ -7,14 +7,16 @@ reached, read and how long), the comments' text and their like counts on each da
 simulator's truth tables.
 
 The model follows how a section is used — a preview decides the open, then a reading cascade —
-with a user-comment affinity learned from text:
+with two user-comment affinities learned from text (comment_text_features: the subject words a
+comment shares with the catalogue's titles, and the form words of its template and tone):
 
-    s(u, c)   cosine of comment c's bag of words with the words of the comments u read in *other*
-              requests (leave-one-request-out, so no request predicts itself)
-    P(open)   = σ(α · [1, logit(u's open rate in other requests), mean s over the preview, mean log1p likes over the preview])
-    P(read_j) = σ(β · [1, s_j, log1p likes_j])                      at a reached position
-    E[secs_j] = exp(γ · [1, log words_j, s_j, log1p likes_j] + σ²/2) for a read comment (log-normal)
-    P(go on)  = σ(κ · [1, read_j, read_j s_j, read_j log1p likes_j])
+    s(u, c), f(u, c)  cosines of comment c's subject / form words with those of the comments u read
+              in *other* requests (leave-one-request-out, so no request predicts itself)
+    x_j       = [1, s_j, f_j, log1p likes_j]
+    P(open)   = σ(α · [1, logit(u's open rate in other requests), means of s, f, log1p likes over the preview])
+    P(read_j) = σ(β · x_j)                                            at a reached position
+    E[secs_j] = exp(γ · [1, log words_j, s_j, f_j, log1p likes_j] + σ²/2) for a read comment (log-normal)
+    P(go on)  = σ(κ · [1, read_j · x_j])
     q̂_j      = P(open) · Π_{l<j} P(go on after l) · P(read_j) · E[secs_j]
 
 fitted by maximum likelihood (statsmodels Logit / OLS). ``q̂`` of a target's slate on a logged
@@ -34,15 +36,23 @@ _WORD = re.compile(r"[a-z']+")
 OUTPUTS = ("read_s", "reads")
 
 
-def bag_of_words(texts: list[str], max_df: float = 0.05) -> sp.csr_matrix:
-    """[R, W] unit-norm TF-IDF bag of words and word pairs of each text; features in more than
-    ``max_df`` of the texts (template words: "who wins", "tips") are dropped, so the cosine of two
-    texts measures the subject words they share."""
+def bag_of_words(texts: list[str], max_df: float = 0.05, keep=None, pairs: bool = True) -> sp.csr_matrix:
+    """[R, W] unit-norm TF-IDF bag of words (and, with ``pairs``, word pairs) of each text; features in
+    more than ``max_df`` of the texts (template words: "who wins", "tips") are dropped, so the cosine of
+    two texts measures the subject words they share. ``keep(word)``: only these words count (a pair
+    when both do)."""
     vocab: dict[str, int] = {}
     rows, cols = [], []
     for i, text in enumerate(texts):
         words = _WORD.findall(text.lower())
-        for w in sorted(set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}):
+        if keep is not None:
+            kept = [keep(w) for w in words]
+            features = {w for w, k in zip(words, kept) if k}
+            if pairs:
+                features |= {f"{a} {b}" for a, b, ka, kb in zip(words, words[1:], kept, kept[1:]) if ka and kb}
+        else:
+            features = set(words) | ({f"{a} {b}" for a, b in zip(words, words[1:])} if pairs else set())
+        for w in sorted(features):
             rows.append(i)
             cols.append(vocab.setdefault(w, len(vocab)))
     m = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), max(len(vocab), 1)))
@@ -52,6 +62,20 @@ def bag_of_words(texts: list[str], max_df: float = 0.05) -> sp.csr_matrix:
     m = (m @ sp.diags(idf)).tocsr()
     norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
     return (sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ m).tocsr()
+
+
+def comment_text_features(texts: list[str], titles: list[str]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(subject, form) bags of words of comments. Subject: the words a comment shares with the
+    catalogue's titles (what it is about), frequent ones dropped; form: every other word and word
+    pair (how it is written: its template, its tone), none dropped. A reader's taste for subjects and
+    for forms are separate things, so the section model reads two affinities: one cosine mixing both
+    lets the many subject words drown the few form words (on the default world's logging run the
+    split raises the correlation of the affinities with the reader's true topic term from 0.19 to
+    0.41 and with the style term from 0.18 to 0.29)."""
+    title_words = {w for t in titles for w in _WORD.findall(t.lower())}
+    subject = bag_of_words(texts, keep=title_words.__contains__, pairs=False)
+    form = bag_of_words(texts, max_df=1.0, keep=lambda w: w not in title_words)
+    return subject, form
 
 
 @dataclass(frozen=True)
@@ -64,7 +88,8 @@ class SectionData:
     reached: np.ndarray  # [n, K] bool: the user saw this position in an opened section
     read: np.ndarray  # [n, K] bool
     read_s: np.ndarray  # [n, K]
-    bow: sp.csr_matrix  # [R, W]
+    bow: sp.csr_matrix  # [R, W] subject words (comment_text_features)
+    form: sp.csr_matrix  # [R, W'] form words and pairs
     words: np.ndarray  # [R] words per comment
     likes: np.ndarray  # [D, R] like counts each day
 
@@ -101,7 +126,7 @@ class LeaveOneOut:
 
 
 class Context:
-    """Per request: the user's leave-one-request-out profile and open rate."""
+    """Per request: the user's leave-one-request-out profiles (subject and form words) and open rate."""
 
     def __init__(self, d: SectionData):
         n_users = int(d.users.max()) + 1 if len(d.users) else 1
@@ -109,8 +134,8 @@ class Context:
         read_rows = np.where(d.read & (d.rows >= 0), d.rows, -1)
         r_i, r_j = np.nonzero(read_rows >= 0)
         # D_i: the words this request's reads contribute; P_u: all of the user's reads
-        own = sp.csr_matrix((np.ones(len(r_i)), (r_i, read_rows[r_i, r_j])), shape=(n, d.bow.shape[0])) @ d.bow
-        self.profile = LeaveOneOut(own, d.users, n_users)
+        reads = sp.csr_matrix((np.ones(len(r_i)), (r_i, read_rows[r_i, r_j])), shape=(n, d.bow.shape[0]))
+        self.profiles = tuple(LeaveOneOut(reads @ bow, d.users, n_users) for bow in (d.bow, d.form))
         opened = d.reached[:, 0]
         opens_u = np.bincount(d.users, weights=opened, minlength=n_users)
         reqs_u = np.bincount(d.users, minlength=n_users)
@@ -118,13 +143,15 @@ class Context:
         self.open_logit = np.log(rate / (1.0 - rate))
         self.d = d
 
-    def affinity(self, rows: np.ndarray) -> np.ndarray:
-        """[n, K] s(u_i, rows_ij) with request i's leave-one-out profile (0 without other reads)."""
+    def affinities(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([n, K] subject, [n, K] form) affinity of request i's user with comment rows_ij, from the
+        leave-one-out profiles (0 without other reads)."""
         d = self.d
         n, K = rows.shape
         i = np.repeat(np.arange(n), K)
-        s = self.profile.cosine(i, d.bow[np.maximum(rows.ravel(), 0)])
-        return np.where(rows.ravel() >= 0, s, 0.0).reshape(n, K)
+        r = np.maximum(rows.ravel(), 0)
+        return tuple(np.where(rows.ravel() >= 0, prof.cosine(i, bow[r]), 0.0).reshape(n, K)
+                     for prof, bow in zip(self.profiles, (d.bow, d.form)))
 
     def log_likes(self, rows: np.ndarray) -> np.ndarray:
         return np.where(rows >= 0, np.log1p(self.d.likes[self.d.days[:, None], np.maximum(rows, 0)]), 0.0)
@@ -148,21 +175,27 @@ def _logit(y, X) -> np.ndarray:
     return np.asarray(sm.Logit(y.astype(np.float64), X).fit(disp=0, method="newton", maxiter=50).params)
 
 
+def _features(ctx: Context, rows: np.ndarray, preview: int) -> dict[str, np.ndarray]:
+    """The model's regressors for the comment ``rows`` ([n, K]) on the logged requests."""
+    mask = rows >= 0
+    s, f = ctx.affinities(rows)
+    L = ctx.log_likes(rows)
+    pm = mask[:, :preview]
+    npv = np.maximum(pm.sum(axis=1), 1)
+    X_open = np.column_stack([np.ones(len(rows)), ctx.open_logit] + [(x[:, :preview] * pm).sum(1) / npv for x in (s, f, L)])
+    words = np.log(np.maximum(ctx.d.words[np.maximum(rows, 0)], 1))
+    return {"mask": mask, "open": X_open, "cell": np.stack([np.ones_like(s), s, f, L], axis=-1), "words": words}
+
+
 def fit(d: SectionData, preview: int, ctx: Context | None = None) -> SectionModel:
     ctx = ctx or Context(d)
-    mask = d.rows >= 0
-    s, L = ctx.affinity(d.rows), ctx.log_likes(d.rows)
-    P = preview
-    pm = mask[:, :P]
-    npv = np.maximum(pm.sum(axis=1), 1)
-    X_open = np.column_stack([np.ones(len(s)), ctx.open_logit, (s[:, :P] * pm).sum(1) / npv, (L[:, :P] * pm).sum(1) / npv])
-    a = _logit(d.reached[:, 0], X_open)
+    x = _features(ctx, d.rows, preview)
+    mask, cell = x["mask"], x["cell"]
+    a = _logit(d.reached[:, 0], x["open"])
     at = d.reached & mask
-    X_read = np.column_stack([np.ones(at.sum()), s[at], L[at]])
-    b = _logit(d.read[at], X_read)
+    b = _logit(d.read[at], cell[at])
     rd = d.read & mask & (d.read_s > 0)
-    words = d.words[np.maximum(d.rows, 0)]
-    X_secs = np.column_stack([np.ones(rd.sum()), np.log(np.maximum(words[rd], 1)), s[rd], L[rd]])
+    X_secs = np.column_stack([cell[rd][:, :1], x["words"][rd], cell[rd][:, 1:]])
     ols = sm.OLS(np.log(d.read_s[rd]), X_secs).fit()
     nxt = np.zeros_like(at)
     nxt[:, :-1] = d.reached[:, 1:] & mask[:, 1:]
@@ -170,7 +203,7 @@ def fit(d: SectionData, preview: int, ctx: Context | None = None) -> SectionMode
     has_next[:, :-1] &= mask[:, 1:]
     has_next[:, -1] = False
     r = d.read[has_next].astype(np.float64)
-    X_cont = np.column_stack([np.ones(len(r)), r, r * s[has_next], r * L[has_next]])
+    X_cont = np.column_stack([np.ones(len(r)), r[:, None] * cell[has_next]])
     k = _logit(nxt[has_next], X_cont)
     return SectionModel(a, b, np.asarray(ols.params), float(ols.scale), k, preview)
 
@@ -179,19 +212,13 @@ def predict(model: SectionModel, ctx: Context, rows: np.ndarray, output: str = "
     """[n, K] the model's expected reward at each position of the slates ``rows`` on the logged requests."""
     if output not in OUTPUTS:
         raise ValueError(f"the section model predicts {', '.join(OUTPUTS)}, not {output!r}")
-    mask = rows >= 0
-    s, L = ctx.affinity(rows), ctx.log_likes(rows)
-    P = model.preview
-    pm = mask[:, :P]
-    npv = np.maximum(pm.sum(axis=1), 1)
-    p_open = _sigmoid(model.open[0] + model.open[1] * ctx.open_logit + model.open[2] * (s[:, :P] * pm).sum(1) / npv
-                      + model.open[3] * (L[:, :P] * pm).sum(1) / npv)
-    p_read = _sigmoid(model.read[0] + model.read[1] * s + model.read[2] * L)
-    words = ctx.d.words[np.maximum(rows, 0)]
-    secs = np.exp(model.secs[0] + model.secs[1] * np.log(np.maximum(words, 1)) + model.secs[2] * s + model.secs[3] * L
-                  + model.secs_var / 2)
+    x = _features(ctx, rows, model.preview)
+    mask, cell = x["mask"], x["cell"]
+    p_open = _sigmoid(x["open"] @ model.open)
+    p_read = _sigmoid(cell @ model.read)
+    secs = np.exp(model.secs[0] + model.secs[1] * x["words"] + cell[..., 1:] @ model.secs[2:] + model.secs_var / 2)
     k = model.cont
-    go_on = p_read * _sigmoid(k[0] + k[1] + k[2] * s + k[3] * L) + (1 - p_read) * _sigmoid(k[0])
+    go_on = p_read * _sigmoid(k[0] + cell @ k[1:]) + (1 - p_read) * _sigmoid(k[0])
     reach = np.concatenate([np.ones((len(rows), 1)), np.cumprod(np.where(mask, go_on, 0.0), axis=1)[:, :-1]], axis=1)
     value = p_read * (secs if output == "read_s" else 1.0)
     return np.where(mask, p_open[:, None] * reach * value, 0.0)
@@ -209,9 +236,10 @@ def fit_predict(d: SectionData, preview: int, slates: list[np.ndarray], output: 
 def _fit_on(d: SectionData, ctx: Context, idx: np.ndarray, preview: int) -> SectionModel:
     """Fit on the requests ``idx`` (with repeats), keeping the full-log context (profiles, rates)."""
     sub = SectionData(d.users[idx], d.days[idx], d.rows[idx], d.reached[idx], d.read[idx], d.read_s[idx],
-                      d.bow, d.words, d.likes)
+                      d.bow, d.form, d.words, d.likes)
     view = Context.__new__(Context)
-    view.d, view.profile, view.open_logit = sub, ctx.profile.subset(idx), ctx.open_logit[idx]
+    view.d, view.open_logit = sub, ctx.open_logit[idx]
+    view.profiles = tuple(p.subset(idx) for p in ctx.profiles)
     return fit(sub, preview, view)
 
 

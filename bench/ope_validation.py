@@ -47,6 +47,7 @@ BUILTIN_PAIRS = [
 MODEL_PAIRS = [("sasrec", "lsvcr"), ("popularity", "sasrec"), ("popularity", "lsvcr"), ("lsvcr", "oracle")]
 METRIC = "comment_watch_time"
 HOLD = "+hold"
+MARGINAL_ESTIMATORS = {"model-pdr", "iips", "dr"}  # position-wise: the replays need the targets' marginals
 
 
 def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, str]:
@@ -106,6 +107,19 @@ def online(world: Path, out: Path, control: str, treatment: str, users: int, reu
     return truth
 
 
+def consistent_with(offline: float, offline_ci, truth: dict) -> bool:
+    """Whether offline and online agree within both their noises: on the log-ratio scale, the
+    difference of the two points within 1.96 combined standard errors (each SE from its 95% CI).
+    The CI-covers-the-online-point target ignores the online A/B's own sampling error; this does not."""
+    def log_se(point, ci):
+        lo, hi = (math.log1p(max(c, -0.999999)) for c in ci)
+        return math.log1p(max(point, -0.999999)), (hi - lo) / (2 * 1.959964)
+
+    a, sa = log_se(offline, offline_ci)
+    b, sb = log_se(truth["rel_effect"], truth["rel_ci"])
+    return abs(a - b) <= 1.959964 * math.hypot(sa, sb)
+
+
 def pct(x) -> str:
     return "  –  " if x is None else f"{100 * x:+.1f}%"
 
@@ -128,7 +142,7 @@ def main() -> None:
                     help="with --work: reuse each online A/B's saved result (same pair and users) instead of rerunning it")
     ap.add_argument("--rows", type=Path, nargs="+", default=None,
                     help="print the tables from rows saved by earlier runs (--json) instead of running")
-    ap.add_argument("--estimators", default="model-dr,model,cascade-ips,model-dr+hold,cascade-ips+hold",
+    ap.add_argument("--estimators", default="model-pdr,model-dr,model,cascade-ips,model-pdr+hold,model-dr+hold",
                     help="comma-separated; NAME+hold: the per-request estimate with the logged sessions held fixed "
                          "(lsvcr abtest offline --hold-sessions), else with the session model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")
@@ -168,9 +182,10 @@ def main() -> None:
             response_model = response_models(log)
             fits = session_fits(log, args.bootstrap)
             replays = {}
+            marginals = any(e.removesuffix(HOLD) in MARGINAL_ESTIMATORS for e in estimators)
             for p in sorted({p for pair in pairs for p in pair}):
                 policy = resolve_policy(spec(p), log.world, log.comments, log.config)
-                replays[p] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=False).items()}
+                replays[p] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=marginals).items()}
             for control, treatment in pairs:
                 truth = online(world, work / f"ab-{control}-vs-{treatment}", spec(control), spec(treatment), users,
                                args.reuse_online)
@@ -186,13 +201,15 @@ def main() -> None:
                     # no prediction (e.g. no logged prefix matches a deterministic target) counts as a miss
                     covers = bool(predicted and lo <= truth["rel_effect"] <= hi)
                     same_sign = bool(predicted and (m.rel_effect > 0) == (truth["rel_effect"] > 0))
+                    consistent = bool(predicted and consistent_with(m.rel_effect, (lo, hi), truth))
                     rows.append({"seed": seed, "control": control, "treatment": treatment, "estimator": est,
                                  "offline": m.rel_effect if predicted else None,
                                  "offline_ci": [lo, hi] if predicted else [None, None],
                                  "ess": [m.control.ess, m.treatment.ess] if predicted else [None, None],
                                  "online": truth["rel_effect"], "online_ci": truth["rel_ci"],
                                  "online_p": truth["p_value"], "significant": significant,
-                                 "sign_agrees": same_sign, "covers": covers, "flags": list(m.flags)})
+                                 "sign_agrees": same_sign, "covers": covers, "consistent": consistent,
+                                 "flags": list(m.flags)})
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 print(f"seed {seed}: {control} vs {treatment} done ({time.perf_counter() - start:.0f} s)",
                       file=sys.stderr, flush=True)
@@ -202,23 +219,26 @@ def main() -> None:
           f"({len(args.seeds)} world seeds, {users} users, logging: popularity@{args.temperature:g} over {days} day(s); "
           f"online: {users} users, 1 pre-period + 1 experiment day, CUPED)")
     print()
-    print("| seed | control | treatment | estimator | offline lift [95% CI] | ESS c / t | online lift [95% CI], p | sign (online sig.) | CI covers online |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| seed | control | treatment | estimator | offline lift [95% CI] | ESS c / t | online lift [95% CI], p | sign (online sig.) | CI covers online | consistent |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         sign = ("agrees" if r["sign_agrees"] else "DIFFERS") if r["significant"] else "(online n.s.)"
         print(f"| {r['seed']} | {r['control']} | {r['treatment']} | {r['estimator']} | {pct(r['offline'])} "
               f"[{pct(r['offline_ci'][0])}, {pct(r['offline_ci'][1])}] | {ess(r['ess'])} | "
               f"{pct(r['online'])} [{pct(r['online_ci'][0])}, {pct(r['online_ci'][1])}], p = {r['online_p']:.2g} | "
-              f"{sign} | {'yes' if r['covers'] else 'NO'} |")
+              f"{sign} | {'yes' if r['covers'] else 'NO'} | {'yes' if r.get('consistent') else 'NO'} |")
     print()
-    print("| estimator | pairs | sign agrees where online significant (target: all) | CI covers online point (target: >= 80%) |")
-    print("|---|---|---|---|")
+    print("| estimator | pairs | sign agrees where online significant (target: all) | CI covers online point (target: >= 80%) "
+          "| consistent with online, both noises |")
+    print("|---|---|---|---|---|")
     for est in estimators:
         mine = [r for r in rows if r["estimator"] == est]
         sig = [r for r in mine if r["significant"]]
         agree = sum(r["sign_agrees"] for r in sig)
         cover = sum(r["covers"] for r in mine)
-        print(f"| {est} | {len(mine)} | {agree}/{len(sig)} | {cover}/{len(mine)} ({100 * cover / max(len(mine), 1):.0f}%) |")
+        both = sum(bool(r.get("consistent")) for r in mine)
+        print(f"| {est} | {len(mine)} | {agree}/{len(sig)} | {cover}/{len(mine)} ({100 * cover / max(len(mine), 1):.0f}%) "
+              f"| {both}/{len(mine)} ({100 * both / max(len(mine), 1):.0f}%) |")
     if ranking:
         print()
         print("Offline ranking metrics (comment task, test split: full-ranking NDCG@10, IPS DCG@10) beside the online comment watch time lift "

@@ -335,14 +335,21 @@ def test_slate_estimators_unbiased(model):
         n = g["rewards"].shape[1]
         pos = np.broadcast_to(np.arange(K_POS), (n, K_POS))
         folds = np.broadcast_to((np.arange(n) % 2)[:, None], (n, K_POS))
-        drs, dms = [], []
+        drs, dms, sn_drs, sn_wrong = [], [], [], []
         for i in range(R):
             items, target = logs["items"][i], logs["target_slates"][i]
             q_l, q_t = ope.cross_fit(items.ravel(), pos.ravel(), g["rewards"][i].ravel(), folds.ravel(),
                                      [(items, pos, folds), (target, pos, folds)])
             drs.append(ope.slate_dr(g["rewards"][i], g["m0"][i], g["me"][i], q_l, q_t).value)
             dms.append(ope.slate_dm(q_t).value)
+            # model-pdr's form: self-normalised per position, with the fitted model and with a wrong one
+            # (a constant 0.5 everywhere: the weights alone must carry the value)
+            sn_drs.append(ope.slate_dr(g["rewards"][i], g["m0"][i], g["me"][i], q_l, q_t, self_normalize=True).value)
+            wrong = np.full(q_l.shape, 0.5)
+            sn_wrong.append(ope.slate_dr(g["rewards"][i], g["m0"][i], g["me"][i], wrong, wrong, self_normalize=True).value)
         unbiased(drs, truth)
+        unbiased(sn_drs, truth)
+        unbiased(sn_wrong, truth)
         assert abs(np.mean(dms) - truth) < 0.05  # the (item × position) model is right here, up to shrinkage
     else:
         # the cascade breaks IIPS's assumption: its bias is far outside the replication noise

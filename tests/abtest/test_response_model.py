@@ -24,6 +24,24 @@ def test_bag_of_words_keeps_subject_words_and_drops_template_words():
     assert all(sim[i, j] == 0.0 for i, j in pairs if subject[i] != subject[j])  # template words only: nothing
 
 
+def test_comment_text_features_split_subject_words_from_form_words():
+    """Subject: the words a comment shares with the titles; form: every other word (its template).
+    Two comments on one subject in two templates share their subject, not their form; comments in
+    one template on different subjects share their form, not their subject."""
+    words = sum(TOPIC_WORDS, [])
+    titles = [f"my day with {w}" for w in words]
+    forms = ["lol the {} at the end", "where can i find that {}?"]
+    texts = [forms[i % 2].format(words[i // 2]) for i in range(2 * len(words))]  # each subject twice
+    subject, form = rm.comment_text_features(texts, titles)
+    s, f = (subject @ subject.T).toarray(), (form @ form.T).toarray()
+    for i in range(0, len(texts), 2):  # one subject, two forms
+        assert s[i, i + 1] == pytest.approx(1.0) and f[i, i + 1] == 0.0
+    assert f[0, 2] == pytest.approx(1.0) and f[1, 3] == pytest.approx(1.0)  # one form, two subjects
+    assert s[0, 2] == 0.0 and s[1, 3] == 0.0
+    for m in (subject, form):
+        assert np.allclose(np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel()), 1.0)
+
+
 def synthetic_feed(rng, n_users=200, n_videos=300, requests=30, K=8):
     topic = rng.integers(10, size=n_videos)
     titles = [TEMPLATES[v % 4].format(TOPIC_WORDS[topic[v]][rng.integers(8)]) for v in range(n_videos)]
