@@ -3,8 +3,11 @@
 Definitions (every threshold is a ``BuildConfig`` field):
 
 * A **positive video engagement** is a *long play* (watch seconds >= ``long_play_fraction`` x the
-  video's duration) or an interaction with that video's comments; only the first one per
-  (user, video) counts. The **video history** is these videos in time order.
+  video's duration); only the first one per (user, video) counts. The **video history** is these
+  videos in time order. This is the paper's "liked (positively engaged) videos" and what the
+  official code keeps (liked or long plays; the simulator has no video like): reading or liking a
+  video's comments after a short play does not make the video a positive (it makes a comment
+  record, below).
 * A **comment interaction** is a comment like, a comment read of at least ``long_read_s`` seconds,
   or a comment the user posted. A **comment record** is ``(video, [comments interacted with])`` per
   (user, video), timed by its first interaction. Posted comments stay in the history records but
@@ -162,7 +165,6 @@ def _user_timelines(plays, inter):
         rec[2].append(int(c))
         if not posted:
             rec[3].append(int(c))
-        first[key] = min(first.get(key, np.inf), float(t))
     users: dict[int, tuple[list, list]] = {}
     for (u, v), t in first.items():
         users.setdefault(u, ([], []))[0].append((t, v))

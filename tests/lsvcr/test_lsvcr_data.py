@@ -62,6 +62,30 @@ def test_no_test_or_val_target_inside_any_training_history(tiny_sim_data):
     assert not any(int(t) in held_videos.get(u, set()) for u, t in zip(tr.users, tr.target))
 
 
+def test_video_history_holds_long_plays_only(tiny_sim_run, tiny_sim_data):
+    """The paper's video history is the user's positively engaged videos: long plays. A video whose
+    comments the user read or liked after a short play is a comment record, not a video positive."""
+    import duckdb
+
+    ds = read_dataset(tiny_sim_data)
+    long_plays = set(duckdb.sql(
+        f"SELECT DISTINCT CAST(e.user_id AS VARCHAR), CAST(e.video_id AS VARCHAR) FROM '{tiny_sim_run}/events.parquet' e "
+        f"JOIN '{tiny_sim_run}/videos.parquet' v USING (video_id) "
+        f"WHERE CAST(e.event AS VARCHAR) = 'play' AND e.value >= 0.8 * v.duration_s").fetchall())
+    seen, records_without_long_play = 0, 0
+    for split in ("train", "val", "test"):
+        ex = ds.splits["video"][split]
+        for n, u in enumerate(ex.users):
+            for v in [*ex.video_hist[n].tolist(), int(ex.target[n])]:
+                assert (str(u), ds.video_ids[v]) in long_plays
+                seen += 1
+        ex = ds.splits["comment"][split]
+        for n, u in enumerate(ex.users):
+            records_without_long_play += sum((str(u), ds.video_ids[v]) not in long_plays for v in ex.record_videos[n].tolist())
+    assert seen > 100
+    assert records_without_long_play > 0  # the definition matters on this run
+
+
 def test_build_is_deterministic_and_round_trips(tiny_sim_run, tiny_sim_data, tmp_path):
     again = write_dataset(build_dataset(tiny_sim_run), tmp_path / "again")
     for name in ("rec.train.json", "comm_rank.test.json", "photo.json", "all_comments.json"):
