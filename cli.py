@@ -658,8 +658,8 @@ def abtest_offline(
     """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
 
     Both policies are replayed on every logged request; a slate estimator (by default the user-response
-    models fitted on the logs, corrected by cascade weights with the comment section's preview as one
-    block) values each request, and requests are summed per user-day. A
+    models fitted on the logs, corrected by position-wise importance weights, self-normalised per
+    position) values each request, and requests are summed per user-day. A
     session model fitted on the same logs (a time budget that enjoyed videos and read comments
     refund; a return gap that a satisfying session shortens) scales each policy's value by how much
     longer and more often it keeps users, and predicts sessions. The lift comes with its own interval
