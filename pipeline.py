@@ -273,7 +273,7 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
 
     check_offline_options(estimator, alpha, metrics, bootstrap)
     metrics = list(metrics or DEFAULT_METRICS)
-    needs_marginals = detail or estimator in ("iips", "dr", "model-pdr")
+    needs_marginals = detail or estimator in ("iips", "dr", "model-pdr", "model-pcm")
     log = load_run(logs)
     specs = {"control": control, "treatment": treatment}
     targets = {}

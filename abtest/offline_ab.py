@@ -55,11 +55,11 @@ METRICS: dict[str, tuple[str, str] | None] = {
     "comment_likes": ("comment", "likes"),
 }
 DEFAULT_METRICS = ("comment_watch_time", "video_watch_time", "sessions")
-ESTIMATORS = ("cascade-dr", "cascade-ips", "dm", "model", "model-dr", "model-pdr", "iips", "dr")
+ESTIMATORS = ("cascade-dr", "cascade-ips", "dm", "model", "model-dr", "model-pdr", "model-pcm", "iips", "dr")
 DEFAULT_ESTIMATOR = "model-pdr"  # validated best against the online A/B (bench/ope_validation.py)
 # estimators whose reward model is the fitted user-response model (abtest.response_model) where it
 # models the reward, else the context-free item x position model
-MODEL_BASED = {"model": "dm", "model-dr": "cascade-dr", "model-pdr": "sn-pdr"}
+MODEL_BASED = {"model": "dm", "model-dr": "cascade-dr", "model-pdr": "sn-pdr", "model-pcm": "pcm"}
 
 
 class Arm(NamedTuple):
@@ -102,8 +102,9 @@ class Prediction(NamedTuple):
 
 
 def request_terms(estimator: str, log: Mapping, target: Mapping, reward: np.ndarray, *, preview: int,
-                  q: tuple[np.ndarray, np.ndarray] | None, alpha: float) -> ope.Estimate:
-    """One target's per-request estimate of one reward ([n, K]) on one kind of logged request."""
+                  q: tuple[np.ndarray, np.ndarray] | None, alpha: float, sections: bool = False) -> ope.Estimate:
+    """One target's per-request estimate of one reward ([n, K]) on one kind of logged request
+    (``sections``: comment requests, whose ``rewards["impressions"]`` mark the reached positions)."""
     items = np.asarray(log["items"], np.int64)
     mask = items >= 0
     tmask = np.asarray(target["items"], np.int64) >= 0
@@ -121,7 +122,10 @@ def request_terms(estimator: str, log: Mapping, target: Mapping, reward: np.ndar
         return ope.slate_ips(r, log["logging_marginal"], target["marginal"], mask=mask, **kw)
     if estimator == "dr":
         return ope.slate_dr(r, log["logging_marginal"], target["marginal"], q[0], q[1], mask=mask, **kw)
-    if estimator == "sn-pdr":  # model-pdr's per-request form: position-wise, self-normalised
+    if estimator == "pcm" and sections:  # model-pcm on comment sections: the cascade model's factors
+        return cascade.cascade_model(r, np.asarray(log["rewards"]["impressions"]) > 0, log["logging_marginal"],
+                                     target["marginal"], mask=mask, preview=preview, **kw)
+    if estimator in ("sn-pdr", "pcm"):  # model-pdr's per-request form (and model-pcm's on feeds): position-wise, self-normalised
         return ope.slate_dr(r, log["logging_marginal"], target["marginal"], q[0], q[1], mask=mask, target_mask=tmask,
                             self_normalize=True, **kw)
     raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
@@ -194,16 +198,16 @@ def predict(
         base = MODEL_BASED.get(estimator, estimator)
         q = [None, None]
         learned = None
-        if estimator in MODEL_BASED and response_model is not None:
+        block = preview if kind == "comment" else 1
+        if estimator in MODEL_BASED and response_model is not None and not (base == "pcm" and kind == "comment"):
             slates = [log["items"], control[kind]["items"], treatment[kind]["items"]]
             learned = (response_model(kind, reward_name, slates) if subset is None
                        else response_model(kind, reward_name, slates, subset=subset(users)))
         if learned is not None:
             q = [(learned[0], learned[1]), (learned[0], learned[2])]
-        elif base in ("cascade-dr", "dm", "dr", "sn-pdr"):
+        elif base in ("cascade-dr", "dm", "dr", "sn-pdr") or (base == "pcm" and kind != "comment"):
             q = reward_model_predictions(log, [control[kind], treatment[kind]], reward)
-        block = preview if kind == "comment" else 1
-        per_request = [request_terms(base, log, t, reward, preview=block, q=qt, alpha=alpha)
+        per_request = [request_terms(base, log, t, reward, preview=block, q=qt, alpha=alpha, sections=kind == "comment")
                        for t, qt in zip((control[kind], treatment[kind]), q)]
         per_unit = [_per_unit(e, units, n_units, unit_user, alpha) for e in per_request]
         logged_unit = np.bincount(units, weights=np.where(np.asarray(log["items"]) >= 0, reward, 0.0).sum(axis=1),

@@ -47,7 +47,7 @@ BUILTIN_PAIRS = [
 MODEL_PAIRS = [("sasrec", "lsvcr"), ("popularity", "sasrec"), ("popularity", "lsvcr"), ("lsvcr", "oracle")]
 METRIC = "comment_watch_time"
 HOLD = "+hold"
-MARGINAL_ESTIMATORS = {"model-pdr", "iips", "dr"}  # position-wise: the replays need the targets' marginals
+MARGINAL_ESTIMATORS = {"model-pdr", "model-pcm", "iips", "dr"}  # position-wise: the replays need the targets' marginals
 
 
 def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, str]:

@@ -149,3 +149,95 @@ def test_no_support_is_flagged():
     tp = np.array([[0.0, 0.0], [1.0, 1.0]])
     est = cascade.cascade_ips(np.ones((2, 2)), lp, tp, preview=1)
     assert "no_support" in est.flags and est.support == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# The cascade model with position-wise weights (cascade.cascade_model)
+# ----------------------------------------------------------------------------------------------
+def click_model_draw(rel: np.ndarray, slates: np.ndarray, preview: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(rewards, reached) [n, K] of the section model above on slates of any candidate pool."""
+    r = rel[slates]
+    n, k = slates.shape
+    alive = rng.random(n) < sigmoid(-0.5 + 1.5 * r[:, :preview].mean(axis=1))
+    out, reached = np.zeros((n, k)), np.zeros((n, k), dtype=bool)
+    for j in range(k):
+        reached[:, j] = alive
+        read = rng.random(n) < sigmoid(0.2 + 1.0 * r[:, j])
+        out[:, j] = np.where(alive & read, 2.0 * np.exp(0.3 * r[:, j]), 0.0)
+        alive = alive & (rng.random(n) < np.where(read, sigmoid(1.0 + 0.8 * r[:, j]), sigmoid(0.2)))
+    return out, reached
+
+
+def pl_marginals_mc(logits: np.ndarray, k: int, rng, draws: int = 200_000) -> np.ndarray:
+    """[C, k] P(item at position) under Plackett–Luce, by Monte Carlo (independent of the package)."""
+    s = np.argsort(-(logits[None, :] + rng.gumbel(size=(draws, len(logits)))), axis=1)[:, :k]
+    out = np.zeros((len(logits), k))
+    for j in range(k):
+        out[:, j] = np.bincount(s[:, j], minlength=len(logits)) / draws
+    return out
+
+
+def test_cascade_model_is_the_logged_mean_under_the_logging_policy():
+    rng = np.random.default_rng(3)
+    slates = pl_sample(LOG_LOGITS, 800, rng)
+    r, reached = click_model_draw(REL, slates, P, rng)
+    marg = np.full(r.shape, 0.3)
+    est = cascade.cascade_model(r, reached, marg, marg, preview=P)
+    assert est.value == pytest.approx(r.sum(axis=1).mean())
+    assert est.terms.mean() == pytest.approx(est.value)
+    assert est.ess == pytest.approx(800)
+
+
+def test_cascade_model_unbiased_under_the_click_model():
+    """One previewed item (the open is exact) and 40 candidates for 5 positions (positions nearly
+    independent under the logger): 200 replications of 3,000 sections, mean error within 2 SE of the
+    replications, and the linearised standard error matches their spread. Position-wise IIPS on the
+    same logs misses the cascade (a better item early lifts every later position) and is biased."""
+    rng = np.random.default_rng(21)
+    n_cand, k, preview = 40, 5, 1
+    rel = rng.normal(0.0, 0.8, n_cand)
+    log_logits = 0.3 * rng.normal(size=n_cand)
+    target_logits = 1.5 * rel
+    log_marg = pl_marginals_mc(log_logits, k, rng)
+    tgt_marg = pl_marginals_mc(target_logits, k, rng)
+    own = np.argsort(-(target_logits[None, :] + rng.gumbel(size=(400_000, n_cand))), axis=1)[:, :k]
+    true_value = float(click_model_draw(rel, own, preview, rng)[0].sum(axis=1).mean())  # MC truth, SE ≈ 0.003
+    n, reps, pos = 3000, 200, np.arange(k)[None, :]
+    values, ses, iips = [], [], []
+    for _ in range(reps):
+        slates = np.argsort(-(log_logits[None, :] + rng.gumbel(size=(n, n_cand))), axis=1)[:, :k]
+        r, reached = click_model_draw(rel, slates, preview, rng)
+        est = cascade.cascade_model(r, reached, log_marg[slates, pos], tgt_marg[slates, pos], preview=preview)
+        values.append(est.value)
+        ses.append(est.se)
+        iips.append(ope.slate_ips(r, log_marg[slates, pos], tgt_marg[slates, pos]).value)
+    values = np.asarray(values)
+    spread = values.std(ddof=1)
+    assert abs(values.mean() - true_value) < 2 * spread / math.sqrt(reps) + 0.006, (values.mean(), true_value, spread)
+    assert np.mean(ses) == pytest.approx(spread, rel=0.15)
+    iips = np.asarray(iips)
+    assert true_value - iips.mean() > 4 * iips.std(ddof=1) / math.sqrt(reps), (iips.mean(), true_value)
+
+
+def test_cascade_model_on_a_preview_section_nearer_than_position_wise():
+    """The problem above with a two-comment preview and 6 candidates for 4 positions (strong dependence
+    between positions): the cascade model is an approximation here (its open is first order in the
+    previewed items), yet its bias is a fraction of position-wise IIPS's."""
+    rng = np.random.default_rng(5)
+    true_value = truth(TARGET_LOGITS)
+    log_marg = np.zeros((C, K))
+    tgt_marg = np.zeros((C, K))
+    for s in ALL:
+        pl, pt = pl_prefix(LOG_LOGITS, s)[-1], pl_prefix(TARGET_LOGITS, s)[-1]
+        for j, a in enumerate(s):
+            log_marg[a, j] += pl
+            tgt_marg[a, j] += pt
+    pos = np.arange(K)[None, :]
+    cm, iips = [], []
+    for _ in range(100):
+        slates = pl_sample(LOG_LOGITS, 3000, rng)
+        r, reached = click_model_draw(REL, slates, P, rng)
+        cm.append(cascade.cascade_model(r, reached, log_marg[slates, pos], tgt_marg[slates, pos], preview=P).value)
+        iips.append(ope.slate_ips(r, log_marg[slates, pos], tgt_marg[slates, pos]).value)
+    bias_cm, bias_iips = np.mean(cm) - true_value, np.mean(iips) - true_value
+    assert abs(bias_cm) < 0.35 * abs(bias_iips), (bias_cm, bias_iips, true_value)
