@@ -102,8 +102,10 @@ class AlignConfig:
     position_ids: str = "batch"  # sorted random position ids: one draw per batch (official) | "row"
     record_fallback: str = "global"  # record augmentation without other popular comments: global pool (official) | "none"
     max_record_comments: int = 3
-    max_prompt_tokens: int = 512
-    max_response_tokens: int = 64
+    # the official budgets: max_source_length 3840 + max_target_length 256 (4,096 in all), clamped to
+    # the LLM's context (MiniLM: 512; an encoder never sees the response)
+    max_prompt_tokens: int = 4096
+    max_response_tokens: int | None = None  # None: the official 256, at most half of the prompt budget
     max_text_tokens: int = 64
     lm_weight: float = 1.0
     rec_weight: float = 1.0
@@ -130,7 +132,7 @@ class AlignConfig:
             raise InputError(f"AlignConfig.position_ids must be one of {', '.join(POSITION_IDS)}, got {self.position_ids!r}")
         if self.checkpoint_every < 0:
             raise InputError("--checkpoint-every must be >= 0")
-        if self.max_prompt_tokens < self.max_response_tokens + 8:
+        if self.max_response_tokens is not None and not 0 < self.max_response_tokens <= self.max_prompt_tokens - 8:
             raise InputError(f"--max-prompt-tokens ({self.max_prompt_tokens}) must exceed the response budget "
                              f"({self.max_response_tokens} tokens) by at least 8")
         if self.history_len > self.max_positions:
@@ -173,6 +175,20 @@ def global_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return total / n.clamp(min=1.0).to(total.dtype).squeeze() * distributed.world_size()
 
 
+OFFICIAL_RESPONSE_TOKENS = 256  # the official max_target_length
+
+
+def prompt_budget(cfg: AlignConfig, context: int | None) -> tuple[int, int]:
+    """(prompt + response tokens, response tokens): the configured budget clamped to the LLM's context
+    (``context``: its position limit, None if it has none), and the response's share of it."""
+    total = cfg.max_prompt_tokens if context is None else min(cfg.max_prompt_tokens, context)
+    response = cfg.max_response_tokens if cfg.max_response_tokens is not None else min(OFFICIAL_RESPONSE_TOKENS, total // 2)
+    if total < response + 8:
+        raise InputError(f"the LLM's context ({context} tokens) leaves no room for a {response}-token response: "
+                         "lower --max-response-tokens")
+    return total, response
+
+
 class Aligner(nn.Module):
     """The LoRA LLM and the stage-1 SR backbone; ``forward(batch)`` gives the stage-1 losses."""
 
@@ -181,6 +197,7 @@ class Aligner(nn.Module):
         self.llm, self.sr = llm, sr
         self.titles, self.comments = ds.titles, ds.comment_texts
         self.cfg, self.templates, self.weights = cfg, templates, cfg.weights()
+        self.max_tokens, self.max_response = prompt_budget(cfg, llm.context_length)
 
     def _texts(self, b: AlignBatch):
         """Unique titles and comments the SR view needs: (texts, title index map, comment index map)."""
@@ -192,8 +209,8 @@ class Aligner(nn.Module):
 
     def forward(self, b: AlignBatch) -> Stage1Losses:
         llm, sr, dev = self.llm, self.sr, self.llm.device
-        enc = [encode_example(p, llm.tokenizer, self.templates, max_length=self.cfg.max_prompt_tokens,
-                              max_response_tokens=self.cfg.max_response_tokens, with_response=llm.is_decoder,
+        enc = [encode_example(p, llm.tokenizer, self.templates, max_length=self.max_tokens,
+                              max_response_tokens=self.max_response, with_response=llm.is_decoder,
                               template_index=t) for p, t in zip(b.prompts, b.templates)]
         prompt = {k: v.to(dev) for k, v in collate(enc, llm.tokenizer.pad_token_id, "right").items()}
         texts, t_ids, c_ids = self._texts(b)

@@ -168,6 +168,16 @@ class LLM(nn.Module):
         return self.kind == "decoder"
 
     @property
+    def context_length(self) -> int | None:
+        """The backbone's position limit (tokens), or None where its config names none."""
+        cfg = self._base().config
+        for name in ("max_position_embeddings", "n_positions", "seq_length"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    @property
     def hidden_size(self) -> int:
         return self.user_head.in_features
 

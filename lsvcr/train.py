@@ -158,7 +158,8 @@ class TrainRequest:
     align_lr: float = 3e-4
     align_epochs: int = 1
     align_steps: int | None = None
-    max_prompt_tokens: int = 512
+    max_prompt_tokens: int = 4096  # the official 3840 + 256, clamped to the LLM's context
+    max_response_tokens: int | None = None  # None: the official 256, at most half of the budget
     checkpoint_every: int = 50
     resume: bool = False
     ddp: int = 0  # > 1: stage 1 on this many local processes (torchrun)
@@ -237,6 +238,7 @@ def _stage1(req: TrainRequest, aligned: Path, console: Console | None) -> dict |
                        prompt_templates=str(req.prompt_templates) if req.prompt_templates else None,
                        batch_size=req.align_batch_size, lr=req.align_lr, epochs=req.align_epochs,
                        max_steps=req.align_steps, max_prompt_tokens=req.max_prompt_tokens,
+                       max_response_tokens=req.max_response_tokens,
                        checkpoint_every=req.checkpoint_every, seed=req.seed, threads=req.threads, device=req.device)
     if req.ddp > 1:
         import subprocess

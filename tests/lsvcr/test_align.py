@@ -299,3 +299,22 @@ def test_more_ranks_than_the_contrast_pool_are_refused(ds, tmp_path, monkeypatch
     with pytest.raises(InputError, match=r"the contrast pool \(16\) must hold at least one sample per rank \(80\)"):
         align(ds, tmp_path / "out", AlignConfig())
     assert not (tmp_path / "out").exists()
+
+
+def test_prompt_budget_is_the_official_one_clamped_to_the_llm(ds, tiny_lm):
+    """Defaults: the official 3840 + 256 tokens, clamped to the LLM's position limit (MiniLM 512; the
+    tiny Llama 1,024); the response keeps the official 256 unless the budget is small (then half)."""
+    from lsvcr.align import prompt_budget
+
+    cfg = AlignConfig()
+    assert (cfg.max_prompt_tokens, cfg.max_response_tokens) == (4096, None)
+    assert prompt_budget(cfg, None) == (4096, 256)
+    assert build_aligner(ds, tiny_cfg("minilm", max_prompt_tokens=4096)).max_tokens == 512
+    tiny = build_aligner(ds, tiny_cfg(tiny_lm, max_prompt_tokens=4096))
+    assert (tiny.max_tokens, tiny.max_response) == (1024, 256)
+    assert prompt_budget(AlignConfig(max_prompt_tokens=160), None) == (160, 80)
+    assert prompt_budget(AlignConfig(max_prompt_tokens=160, max_response_tokens=40), 1024) == (160, 40)
+    with pytest.raises(InputError, match="must exceed the response budget"):
+        AlignConfig(max_prompt_tokens=160, max_response_tokens=200)
+    with pytest.raises(InputError, match="leaves no room"):
+        prompt_budget(AlignConfig(max_response_tokens=256), 200)
