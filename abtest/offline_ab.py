@@ -56,7 +56,7 @@ METRICS: dict[str, tuple[str, str] | None] = {
 }
 DEFAULT_METRICS = ("comment_watch_time", "video_watch_time", "sessions")
 ESTIMATORS = ("cascade-dr", "cascade-ips", "dm", "model", "model-dr", "model-pdr", "model-pcm", "iips", "dr")
-DEFAULT_ESTIMATOR = "model-pdr"  # validated best against the online A/B (bench/ope_validation.py)
+DEFAULT_ESTIMATOR = "model-pcm"  # validated best against the online A/B (bench/ope_validation.py)
 # estimators whose reward model is the fitted user-response model (abtest.response_model) where it
 # models the reward, else the context-free item x position model
 MODEL_BASED = {"model": "dm", "model-dr": "cascade-dr", "model-pdr": "sn-pdr", "model-pcm": "pcm"}

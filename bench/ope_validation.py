@@ -142,7 +142,7 @@ def main() -> None:
                     help="with --work: reuse each online A/B's saved result (same pair and users) instead of rerunning it")
     ap.add_argument("--rows", type=Path, nargs="+", default=None,
                     help="print the tables from rows saved by earlier runs (--json) instead of running")
-    ap.add_argument("--estimators", default="model-pdr,model-dr,model,cascade-ips,model-pdr+hold,model-dr+hold",
+    ap.add_argument("--estimators", default="model-pcm,model-pdr,model-dr,model,cascade-ips,model-pcm+hold",
                     help="comma-separated; NAME+hold: the per-request estimate with the logged sessions held fixed "
                          "(lsvcr abtest offline --hold-sessions), else with the session model")
     ap.add_argument("--json", type=Path, default=None, help="write every row here")

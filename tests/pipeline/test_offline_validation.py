@@ -31,13 +31,13 @@ def online_lift(world, tmp_path, control, treatment):
 @pytest.mark.parametrize("control, treatment", [("random", "popularity"), ("popularity", "popularity@1")])
 def test_offline_prediction_covers_the_online_lift(world, tmp_path, control, treatment):
     """The online A/B's lift of comment watch time per user is large and significant; the default
-    offline prediction (user-response models with position-wise weights, the session model) has its sign
+    offline prediction (the cascade model with position-wise weights, the session model) has its sign
     and its interval covers the online point."""
     online = online_lift(world, tmp_path, control, treatment)
     assert online["p_value"] < 0.05 and abs(online["rel_effect"]) > 0.3, online
     offline = pipeline.offline_prediction(world, control, treatment, metrics=["comment_watch_time"]).as_dict()
     (m,) = offline["metrics"]
-    assert offline["estimator"] == pipeline.DEFAULT_OFFLINE_ESTIMATOR == "model-pdr" and "session_model" in m["flags"]
+    assert offline["estimator"] == pipeline.DEFAULT_OFFLINE_ESTIMATOR == "model-pcm" and "session_model" in m["flags"]
     lo, hi = m["rel_ci"]
     assert (m["rel_effect"] > 0) == (online["rel_effect"] > 0)
     assert lo <= online["rel_effect"] <= hi
