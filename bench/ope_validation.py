@@ -151,6 +151,7 @@ def main() -> None:
     users = args.users or (400 if args.quick else 2000)
     days = args.days or (1 if args.quick else 2)
     estimators = args.estimators.split(",")
+    setup = {"users": users, "days": days, "temperature": args.temperature}
     rows = []
     ranking: dict[int, dict] = {}
     start = time.perf_counter()
@@ -159,6 +160,9 @@ def main() -> None:
             saved = json.loads(path.read_text())
             rows += saved["rows"]
             ranking.update({int(k): v for k, v in saved["ranking"].items()})
+            setup = saved.get("setup", {})  # the run's sizes, for the table's heading
+            users, days, args.temperature = (setup.get("users", users), setup.get("days", days),
+                                             setup.get("temperature", args.temperature))
         args.seeds = sorted({r["seed"] for r in rows})
         estimators = list(dict.fromkeys(r["estimator"] for r in rows))
     with tempfile.TemporaryDirectory(prefix="ope-validation-") as tmp:
@@ -214,7 +218,7 @@ def main() -> None:
                 print(f"seed {seed}: {control} vs {treatment} done ({time.perf_counter() - start:.0f} s)",
                       file=sys.stderr, flush=True)
                 if args.json:
-                    args.json.write_text(json.dumps({"rows": rows, "ranking": ranking}, indent=1))
+                    args.json.write_text(json.dumps({"rows": rows, "ranking": ranking, "setup": setup}, indent=1))
     print(f"Offline prediction vs online A/B, {METRIC} per user, treatment vs control "
           f"({len(args.seeds)} world seeds, {users} users, logging: popularity@{args.temperature:g} over {days} day(s); "
           f"online: {users} users, 1 pre-period + 1 experiment day, CUPED)")
@@ -267,7 +271,7 @@ def main() -> None:
               + ", ".join(f"{p} {agree[p]}/{pairs[p]} ({ties[p]} tied)" for p in agree))
     print(f"\nwall {time.perf_counter() - start:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "ranking": ranking}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "ranking": ranking, "setup": setup}, indent=1))
 
 
 if __name__ == "__main__":
