@@ -132,6 +132,9 @@ def cascade_model(rewards, reached, logging_marginal, target_marginal, *, mask=N
     p0 = np.where(mask, np.asarray(logging_marginal, np.float64), 1.0)
     pt = np.where(mask, np.asarray(target_marginal, np.float64), 0.0)
     w = np.where(mask, _weights(p0, pt), 0.0)
+    unsupported = unsupported_mass(p0, pt)[mask]
+    if not w[:, 0].sum() > 0:  # no logged top item the target would show: nothing to estimate from
+        return _finish(np.full(n, np.nan), _request_weight(w, mask), unsupported, alpha, clusters, ("no_weight",))
     hf = h.astype(np.float64)
 
     def ratio(num_terms, den_terms):
@@ -162,5 +165,4 @@ def cascade_model(rewards, reached, logging_marginal, target_marginal, *, mask=N
     d_c = np.divide(tail[1:], c, out=np.zeros_like(c), where=c > 0)
     value = p_open * A
     terms = value + A * infl_p + p_open * (infl_m @ R) + p_open * (infl_c @ d_c)
-    unsupported = unsupported_mass(p0, pt)[mask]
     return _finish(terms, _request_weight(w, mask), unsupported, alpha, clusters)

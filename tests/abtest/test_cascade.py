@@ -188,6 +188,13 @@ def test_cascade_model_is_the_logged_mean_under_the_logging_policy():
     assert est.ess == pytest.approx(800)
 
 
+def test_cascade_model_without_weight_says_so():
+    """A target whose top item the logs never showed on top: no number, a flag."""
+    r, reached = np.ones((3, 2)), np.ones((3, 2), dtype=bool)
+    est = cascade.cascade_model(r, reached, np.full((3, 2), 0.5), np.array([[0.0, 1.0]] * 3), preview=1)
+    assert "no_weight" in est.flags and math.isnan(est.value)
+
+
 def test_cascade_model_unbiased_under_the_click_model():
     """One previewed item (the open is exact) and 40 candidates for 5 positions (positions nearly
     independent under the logger): 200 replications of 3,000 sections, mean error within 2 SE of the
