@@ -104,6 +104,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-5
     batch_size: int = 512  # samples (lsvcr) / user windows (sasrec uses `sasrec_batch_size`)
     sasrec_batch_size: int = 64  # user windows; small data needs the optimizer steps
+    sasrec_stride: int | None = None  # a training window ends every this many items (None: max_len, no overlap)
     epochs: int = 50
     patience: int = 5  # epochs without validation NDCG@5 gain before stopping
     comment_negatives: int = 19
@@ -130,6 +131,8 @@ class FinetuneConfig:
         _positive("FinetuneConfig", lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
                   patience=self.patience, comment_negatives=self.comment_negatives,
                   id_text_negatives=self.id_text_negatives, threads=self.threads)
+        if self.sasrec_stride is not None and self.sasrec_stride < 1:
+            raise InputError(f"FinetuneConfig.sasrec_stride must be >= 1, got {self.sasrec_stride}")
         if self.selection not in ("per_task", "joint"):
             raise InputError(f"selection must be per_task or joint, got {self.selection!r}")
         if self.val_protocol not in ("sampled100", "full"):

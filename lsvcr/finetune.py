@@ -237,7 +237,7 @@ def train_sasrec(ds: Dataset, cfg: FinetuneConfig, model_cfg: SASRecConfig = SAS
 
 def _train_sasrec(ds, cfg, model_cfg, console, on_epoch, max_seconds):
     model = SASRec(model_cfg, ds.n_videos).to(cfg.device)
-    inputs, targets = sequence_windows(user_sequences(ds.splits["video"]["train"]), model_cfg.max_len)
+    inputs, targets = sequence_windows(user_sequences(ds.splits["video"]["train"]), model_cfg.max_len, cfg.sasrec_stride)
     inputs, targets = torch.from_numpy(inputs), torch.from_numpy(targets)
 
     lengths = (inputs > 0).sum(1).numpy()

@@ -116,18 +116,30 @@ def user_sequences(ex: Examples) -> list[np.ndarray]:
     return [np.concatenate([ex.video_hist[first[u]], np.array(targets[u], np.int64)]) for u in first]
 
 
-def sequence_windows(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut sequences into windows of max_len + 1 items from the end (consecutive windows share one
-    item, so every item after the first is a target exactly once). Returns right-padded
-    (inputs [W, L], targets [W, L]) with 0 = padding / no target."""
+def sequence_windows(seqs: list[np.ndarray], max_len: int, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut sequences into windows of max_len + 1 items, one ending every ``stride`` items from the end
+    (default ``max_len``: consecutive windows share one item). Each window keeps as targets only its
+    last ``stride`` positions (the earliest window: all of them), so every item after the first is a
+    target exactly once, and with ``stride`` < ``max_len`` every target sees at least
+    ``max_len − stride`` items before it (or all of its history), as at serving time. Returns
+    right-padded (inputs [W, L], targets [W, L]) with 0 = padding / no target."""
+    stride = max_len if stride is None else stride
+    if not 0 < stride <= max_len:
+        raise ValueError(f"stride must be in 1..{max_len}, got {stride}")
     inputs, targets = [], []
     for s in seqs:
         end = len(s)
         while end >= 2:
-            w = s[max(0, end - max_len - 1): end]
+            start = max(0, end - max_len - 1)
+            w = s[start: end]
+            tgt = np.array(w[1:])
+            if start > 0:
+                tgt[: max(len(tgt) - stride, 0)] = 0  # earlier positions are the next window's targets
             inputs.append(w[:-1])
-            targets.append(w[1:])
-            end -= max_len
+            targets.append(tgt)
+            if start == 0:
+                break
+            end -= stride
     return _pad_right(inputs, max_len), _pad_right(targets, max_len)
 
 

@@ -68,6 +68,20 @@ def test_sequence_windows_predict_every_item_once():
         assert (x[1:n] == y[: n - 1]).all()
 
 
+def test_sequence_windows_with_a_stride_give_every_target_its_context():
+    seq = np.arange(1, 31)  # 30 items
+    inputs, targets = sequence_windows([seq], max_len=8, stride=3)
+    got = sorted(t for t in targets.ravel().tolist() if t)
+    assert got == list(range(2, 31))  # every item after the first, once
+    for x, y in zip(inputs, targets):
+        for j in np.flatnonzero(y):
+            context = x[: j + 1][x[: j + 1] > 0]
+            assert y[j] == context[-1] + 1  # the target follows its inputs
+            assert len(context) >= min(8 - 3 + 1, y[j] - 1)  # max_len - stride items before it, or all
+    with pytest.raises(ValueError, match="stride"):
+        sequence_windows([seq], max_len=8, stride=9)
+
+
 def test_backbone_stage1_interface():
     """Stage 1: no ID table, per-batch text embeddings, position augmentation, the four L_VCC reprs."""
     cfg = LSVCRConfig(use_id=False)
