@@ -7,7 +7,7 @@ and user head train fully beside it. One mixed-task batch (lsvcr/align_data.py) 
 
     L = L_LM + 1.0·L_rec + 0.5·(L_VCC + L_SSC),   τ = 0.07          (lsvcr/contrastive.py)
 
-Item texts (history titles and comments, targets) are embedded on the fly in the same LLM call as the
+Item texts (history titles and comments, targets) are embedded on the fly by the same LoRA LLM as the
 prompts (mean pooling → MLP → 256), so gradients reach LoRA and the MLP. An encoder backbone sees
 prompts without the response and skips L_LM (said once).
 
@@ -71,7 +71,7 @@ from lsvcr.config import LSVCRConfig, TextConfig, dumps, from_dict, to_dict
 from lsvcr.contrastive import IGNORE_INDEX, Stage1Losses, Stage1Weights, stage1_loss
 from lsvcr.data.layout import Dataset
 from lsvcr.errors import InputError
-from lsvcr.llm import LLM, LLMConfig, load_llm
+from lsvcr.llm import LLM, LLMConfig, length_buckets, load_llm
 from lsvcr.prompts import DEFAULT_TEMPLATES, PromptTemplates, collate, encode_example, load_templates
 from lsvcr.sr import Histories, LSVCRBackbone
 
@@ -113,13 +113,19 @@ class AlignConfig:
     temperature: float = 0.07
     checkpoint_every: int = 0  # steps; 0: none
     embed_batch_size: int = 128
+    # CPU speed (bench/align_speed.py): the LLM sees each micro-batch's prompts and item texts in this many
+    # groups of similar length (less padding; the same values, tests/lsvcr/test_align.py), and with
+    # bf16_autocast runs its matmuls in bfloat16 (a different rounding: off by default)
+    length_buckets: int = 4
+    bf16_autocast: bool = False
+    backbone_dropout: bool = False  # the frozen LLM's own dropout (lsvcr.llm.LLMConfig.backbone_dropout)
     seed: int = 0
     threads: int = 1
     device: str = "cpu"
 
     def __post_init__(self):
         for name in ("batch_size", "contrast_pool", "lr", "epochs", "history_len", "max_positions", "max_record_comments",
-                     "max_prompt_tokens", "max_text_tokens", "threads", "embed_batch_size"):
+                     "max_prompt_tokens", "max_text_tokens", "threads", "embed_batch_size", "length_buckets"):
             if not getattr(self, name) > 0:
                 raise InputError(f"AlignConfig.{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -143,7 +149,7 @@ class AlignConfig:
     def llm_config(self, sr_hidden: int = 64, text_dim: int = 256) -> LLMConfig:
         return LLMConfig(llm=self.llm, kind=self.llm_kind, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
                          gradient_checkpointing=self.gradient_checkpointing, text_dim=text_dim, user_dim=sr_hidden,
-                         max_text_tokens=self.max_text_tokens)
+                         max_text_tokens=self.max_text_tokens, backbone_dropout=self.backbone_dropout)
 
     def weights(self) -> Stage1Weights:
         return Stage1Weights(self.lm_weight, self.rec_weight, self.contrast_weight, self.temperature)
@@ -160,19 +166,22 @@ def lr_at(step: int, total: int, peak: float, warmup: float) -> float:
     return peak * max(0.0, (total - step) / max(1, total - w))
 
 
-def global_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Next-token CE summed over this rank's response tokens / the response tokens of *all* ranks,
-    times the world size: its mean over ranks is the global batch's token mean (== contrastive.lm_loss
-    in one process)."""
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shift_labels = labels[:, 1:].reshape(-1)
-    keep = shift_labels != IGNORE_INDEX
-    n = keep.sum().to(torch.float64).reshape(1)
+def global_lm_loss(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Next-token CE summed over this rank's response tokens (``parts``: (logits, labels) of each length
+    group) / the response tokens of *all* ranks, times the world size: its mean over ranks is the
+    global batch's token mean (== contrastive.lm_loss of one padded batch in one process)."""
+    total, n = None, torch.zeros(1, dtype=torch.float64)
+    for logits, labels in parts:
+        shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+        shift_labels = labels[:, 1:].reshape(-1)
+        keep = shift_labels != IGNORE_INDEX
+        n = n + keep.sum().cpu().to(torch.float64)
+        term = F.cross_entropy(shift_logits[keep], shift_labels[keep], reduction="sum") if keep.any() else logits.sum() * 0.0
+        total = term if total is None else total + term
     if distributed.is_distributed():
-        n = n.clone()
+        n = n.to(total.device)
         torch.distributed.all_reduce(n)
-    total = F.cross_entropy(shift_logits[keep], shift_labels[keep], reduction="sum") if keep.any() else logits.sum() * 0.0
-    return total / n.clamp(min=1.0).to(total.dtype).squeeze() * distributed.world_size()
+    return total / n.clamp(min=1.0).to(total.device, total.dtype).squeeze() * distributed.world_size()
 
 
 OFFICIAL_RESPONSE_TOKENS = 256  # the official max_target_length
@@ -207,15 +216,31 @@ class Aligner(nn.Module):
         texts = [self.titles[i] for i in t_ids.tolist()] + [self.comments[i] for i in c_ids.tolist()]
         return texts, t_ids, c_ids
 
-    def forward(self, b: AlignBatch) -> Stage1Losses:
-        llm, sr, dev = self.llm, self.sr, self.llm.device
+    def _llm(self, b: AlignBatch, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The LLM's part of a micro-batch: (user representations [B, user_dim], L_LM or None, item text
+        embeddings [N, 256]), prompts and texts each run in ``length_buckets`` groups of similar length."""
+        llm, dev = self.llm, self.llm.device
         enc = [encode_example(p, llm.tokenizer, self.templates, max_length=self.max_tokens,
                               max_response_tokens=self.max_response, with_response=llm.is_decoder,
                               template_index=t) for p, t in zip(b.prompts, b.templates)]
-        prompt = {k: v.to(dev) for k, v in collate(enc, llm.tokenizer.pad_token_id, "right").items()}
+        groups = length_buckets([len(e.input_ids) for e in enc], self.cfg.length_buckets)
+        users, lm_parts = [], []
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.cfg.bf16_autocast):
+            for rows in groups:
+                prompt = {k: v.to(dev) for k, v in collate([enc[i] for i in rows], llm.tokenizer.pad_token_id, "right").items()}
+                out = llm(**prompt)
+                users.append(out.user.float())
+                if out.logits is not None:
+                    lm_parts.append((out.logits, out.labels))
+            emb = llm.embed_texts(texts, self.cfg.length_buckets).float()
+        order = torch.tensor([i for rows in groups for i in rows], device=dev)
+        user = torch.cat(users)[torch.argsort(order)]
+        return user, (global_lm_loss(lm_parts) if lm_parts else None), emb
+
+    def forward(self, b: AlignBatch) -> Stage1Losses:
+        sr, dev = self.sr, self.llm.device
         texts, t_ids, c_ids = self._texts(b)
-        out = llm(**prompt, **llm.tokenize_texts(texts))  # one call: prompts and item texts
-        emb = out.text.float()  # [Ut + Uc, 256]
+        user, lm, emb = self._llm(b, texts)
         zero = emb.new_zeros(1, emb.shape[1])
         t_map = torch.zeros(len(self.titles), dtype=torch.long)
         t_map[t_ids] = torch.arange(1, len(t_ids) + 1)
@@ -246,8 +271,7 @@ class Aligner(nn.Module):
         sr_task = torch.where(is_video, f_vv, f_cc)  # F_v(Ĥ^v) | F_c(Ĥ^c)
         sr_cross = torch.where(is_video, f_vc, f_cv)  # F_v(Ĥ^c) | F_c(Ĥ^v)
         target_text = sr.adapter(torch.where(is_video, title(b.target), comment(b.target_comment)))
-        lm = global_lm_loss(out.logits, out.labels) if out.logits is not None else None
-        return stage1_loss(sr_task, sr_cross, out.user.float(), target_text, lm, self.weights)
+        return stage1_loss(sr_task, sr_cross, user, target_text, lm, self.weights)
 
 
 @dataclass

@@ -8,7 +8,8 @@ so ``TextProjector`` (kept for stage 2) and ``LLMConfig`` load without them.
   (causal LMs such as Qwen2 or LLaMA via ``AutoModelForCausalLM``; ChatGLM with
   ``trust_remote_code=True``). Nothing is ever downloaded.
 * **LoRA** (r 8, α 32, dropout 0.1) on per-architecture default projections; the base weights are
-  frozen.
+  frozen, and so is their own dropout (off unless ``backbone_dropout``: the paper's ChatGLM3-6B has
+  none).
 * **Item text embedding** — last-layer hidden states mean-pooled over the attention mask, then
   ``TextProjector``: ``hidden → hidden/4 → GELU → 256``.
 * **LLM user representation** — the hidden state at the last prompt token, then
@@ -61,6 +62,10 @@ class LLMConfig:
     dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
     trust_remote_code: bool = False  # run modelling code shipped with the checkpoint (ChatGLM)
     gradient_checkpointing: bool = False
+    # the frozen backbone's own dropout layers in training: off, as in the paper's ChatGLM3-6B (its
+    # config sets hidden and attention dropout to 0.0; LoRA's dropout stays). MiniLM's config says 0.1,
+    # which also sends attention to the unfused kernel: ~3x slower stage 1 on a CPU (bench/align_speed.py)
+    backbone_dropout: bool = False
 
     def __post_init__(self) -> None:
         if not self.llm:
@@ -118,7 +123,28 @@ class LLMOutput(NamedTuple):
     user: torch.Tensor  # [B, user_dim] LLM user representation (not normalised)
     logits: torch.Tensor | None  # [B, L', V] from the first position that predicts a response token
     labels: torch.Tensor | None  # [B, L'] labels aligned with logits (for contrastive.lm_loss)
-    text: torch.Tensor | None = None  # [N, text_dim] item text embeddings, when text inputs are given
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Every dropout of ``model`` at 0: its ``nn.Dropout`` layers, and the float dropout rates its
+    config and its modules keep (attention kernels read e.g. ``self.attention_dropout``). Called before
+    LoRA wraps the model, so LoRA's own dropout is untouched."""
+    for obj in [getattr(model, "config", None), *model.modules()]:
+        if isinstance(obj, nn.Dropout):
+            obj.p = 0.0
+        for name, value in list(vars(obj).items()) if obj is not None else ():
+            if "dropout" in name and isinstance(value, float):
+                setattr(obj, name, 0.0)
+
+
+def length_buckets(lengths: Sequence[int], n: int) -> list[list[int]]:
+    """Row indices sorted by length and cut into at most ``n`` near-equal groups, so each group is
+    padded to its own longest row. Right padding with position ids from the mask gives every real
+    token the same hidden state in any group, so grouping changes the work, not the result."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    n = max(1, min(n, len(order)))
+    bounds = [round(k * len(order) / n) for k in range(n + 1)]
+    return [order[lo:hi] for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -207,44 +233,43 @@ class LLM(nn.Module):
         attention_mask: torch.Tensor,
         last_prompt_index: torch.Tensor,
         labels: torch.Tensor | None = None,
-        text_input_ids: torch.Tensor | None = None,
-        text_attention_mask: torch.Tensor | None = None,
     ) -> LLMOutput:
         """Prompt batch (from ``prompts.collate``) → user representation [B, user_dim] and, for
-        decoders given labels, logits only from the first position that predicts a response token.
-        Item texts (from ``tokenize_texts``) passed here are embedded in the same call, so a
-        DistributedDataParallel wrapper sees one forward per step."""
+        decoders given labels, logits only from the first position that predicts a response token."""
         hidden = self.hidden_states(input_ids, attention_mask)  # [B, L, H]
         user = self.user_head(last_prompt_hidden(hidden, last_prompt_index).to(self.user_head.weight.dtype))
-        text = None
-        if text_input_ids is not None:
-            text_hidden = self.hidden_states(text_input_ids, text_attention_mask)  # [N, L_t, H]
-            text = self.text_projector(mean_pool(text_hidden, text_attention_mask))  # [N, text_dim]
         if not self.is_decoder or labels is None:
-            return LLMOutput(user, None, None, text)
+            return LLMOutput(user, None, None)
         start = int(last_prompt_index.min())
         logits = self._lm_head()(hidden[:, start:])  # [B, L - start, V]
-        return LLMOutput(user, logits, labels[:, start:], text)
+        return LLMOutput(user, logits, labels[:, start:])
 
     def tokenize_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``text_input_ids`` and ``text_attention_mask`` [N, L_t] on this module's device."""
+        """``input_ids`` and ``attention_mask`` [N, L_t] (truncated to ``max_text_tokens``) on this
+        module's device."""
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.llm_config.max_text_tokens, return_tensors="pt"
         )
-        return {
-            "text_input_ids": batch["input_ids"].to(self.device),
-            "text_attention_mask": batch["attention_mask"].to(self.device),
-        }
+        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
 
-    def pooled_features(self, texts: Sequence[str]) -> torch.Tensor:
-        """Mean-pooled last-layer hidden states of each text [N, hidden] (with gradients)."""
+    def pooled_features(self, texts: Sequence[str], buckets: int = 1) -> torch.Tensor:
+        """Mean-pooled last-layer hidden states of each text [N, hidden] (with gradients), computed in
+        ``buckets`` groups of similar length (``length_buckets``: less padding, the same values)."""
         batch = self.tokenize_texts(texts)
-        mask = batch["text_attention_mask"]
-        return mean_pool(self.hidden_states(batch["text_input_ids"], mask), mask)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        groups = length_buckets(mask.sum(1).tolist(), buckets)
+        parts = []
+        for rows in groups:
+            rows = torch.tensor(rows, device=ids.device)
+            width = int(mask[rows].sum(1).max())
+            m = mask[rows, :width]
+            parts.append(mean_pool(self.hidden_states(ids[rows, :width], m), m))
+        order = torch.tensor([i for rows in groups for i in rows], device=ids.device)
+        return torch.cat(parts)[torch.argsort(order)]
 
-    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+    def embed_texts(self, texts: Sequence[str], buckets: int = 1) -> torch.Tensor:
         """Item text embeddings [N, text_dim] with gradients (stage 1, on the fly)."""
-        return self.text_projector(self.pooled_features(texts))
+        return self.text_projector(self.pooled_features(texts, buckets))
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64, *, pooled: bool = False) -> torch.Tensor:
@@ -360,6 +385,8 @@ def build_llm(model: nn.Module, tokenizer: Any, config: LLMConfig, trained: str 
                 break
         else:
             raise InputError(f"{config.llm}: the tokenizer has no pad, eos or unk token to pad with")
+    if not config.backbone_dropout:
+        disable_dropout(model)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     try:

@@ -83,8 +83,8 @@ def test_one_alignment_step(which, ds, tiny_lm):
     texts, t_ids, c_ids = aligner._texts(batch)
     encoded = [encode_example(p, aligner.llm.tokenizer, DEFAULT_TEMPLATES, max_length=128, with_response=decoder,
                               template_index=t) for p, t in zip(batch.prompts, batch.templates)]
-    out = aligner.llm(**collate(encoded, aligner.llm.tokenizer.pad_token_id), **aligner.llm.tokenize_texts(texts))
-    assert out.user.shape == (8, 64) and out.text.shape == (len(t_ids) + len(c_ids), 256)
+    out = aligner.llm(**collate(encoded, aligner.llm.tokenizer.pad_token_id))
+    assert out.user.shape == (8, 64) and aligner.llm.embed_texts(texts).shape == (len(t_ids) + len(c_ids), 256)
     assert (out.logits is not None) == decoder
 
     params = list(trainable(aligner).values())
@@ -318,3 +318,56 @@ def test_prompt_budget_is_the_official_one_clamped_to_the_llm(ds, tiny_lm):
         AlignConfig(max_prompt_tokens=160, max_response_tokens=200)
     with pytest.raises(InputError, match="leaves no room"):
         prompt_budget(AlignConfig(max_response_tokens=256), 200)
+
+
+def _losses_and_grads(ds, cfg, batch, threads=1):
+    """Stage-1 losses and gradients of one fixed batch, dropout off (eval mode), so ways of computing
+    the same step compare exactly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        aligner = build_aligner(ds, cfg).eval()
+        losses = aligner(batch)
+        losses.total.backward()
+        grads = {n: p.grad.clone() for n, p in trainable(aligner).items()}
+    finally:
+        torch.set_num_threads(before)
+    return {k: float(v) for k, v in losses._asdict().items() if v is not None}, grads
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "minilm"])
+def test_stage1_speed_levers_leave_the_fixed_batch_losses_unchanged(which, ds, tiny_lm):
+    """bench/align_speed.py's levers on one fixed batch against the plain path (one padded group, one
+    thread, float32): length groups and two threads to 1e-5 (float rounding of another summation
+    order), bf16 autocast to 2e-2 of each loss (bfloat16 keeps 8 significant bits)."""
+    llm = tiny_lm if which == "tiny_llama" else "minilm"
+    samples = AlignSamples(ds)
+    batch = samples.batch(samples.order(0, 0)[:16], 0, 0)
+    plain, plain_grads = _losses_and_grads(ds, tiny_cfg(llm, length_buckets=1), batch)
+    assert ("lm" in plain) == (which == "tiny_llama")
+    for label, cfg, threads, tol in (("4 length groups", tiny_cfg(llm, length_buckets=4), 1, 1e-5),
+                                     ("2 threads", tiny_cfg(llm, length_buckets=1), 2, 1e-5),
+                                     ("bf16 autocast", tiny_cfg(llm, length_buckets=1, bf16_autocast=True), 1, 2e-2)):
+        got, grads = _losses_and_grads(ds, cfg, batch, threads)
+        for k, v in plain.items():
+            assert got[k] == pytest.approx(v, rel=tol, abs=tol), (label, k)
+        if tol == 1e-5:
+            for n, g in plain_grads.items():
+                torch.testing.assert_close(grads[n], g, atol=1e-5, rtol=1e-4, msg=f"{label}: {n}")
+
+
+def test_the_frozen_llm_has_no_dropout_of_its_own_and_lora_keeps_its_own(ds, tiny_lm):
+    """As in the paper's ChatGLM3-6B (hidden and attention dropout 0.0): MiniLM's 0.1 is switched off
+    (backbone_dropout=False, the default), LoRA's 0.1 stays."""
+    from torch import nn
+
+    for llm in ("minilm", tiny_lm):
+        model = build_aligner(ds, tiny_cfg(llm)).llm
+        base = [m.p for n, m in model.backbone.named_modules() if isinstance(m, nn.Dropout) and "lora_" not in n]
+        lora = [m.p for n, m in model.backbone.named_modules() if isinstance(m, nn.Dropout) and "lora_" in n]
+        assert lora and set(lora) == {0.1}
+        assert all(p == 0.0 for p in base)
+        assert all(v == 0.0 for n, m in model.backbone.named_modules() for k, v in vars(m).items()
+                   if "dropout" in k and isinstance(v, float))
+    on = build_aligner(ds, tiny_cfg("minilm", backbone_dropout=True)).llm
+    assert {m.p for n, m in on.backbone.named_modules() if isinstance(m, nn.Dropout) and "lora_" not in n} == {0.1}
