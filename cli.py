@@ -374,6 +374,7 @@ def train(
     align_steps: Optional[int] = typer.Option(None, "--align-steps", help="Stop stage 1 after this many steps (CPU budgets)."),
     max_prompt_tokens: int = typer.Option(4096, "--max-prompt-tokens", help="Stage 1: prompt + response tokens (official: 3840 + 256), clamped to the LLM's context (MiniLM: 512); oldest history lines are dropped first, never the response."),
     max_response_tokens: Optional[int] = typer.Option(None, "--max-response-tokens", help="Stage 1, decoder LLMs: the response's tokens [default: the official 256, at most half of --max-prompt-tokens]."),
+    bf16_autocast: bool = typer.Option(False, "--bf16-autocast", help="Stage 1: run the LLM's matmuls in bfloat16 (faster where the CPU has avx512_bf16 or AMX; another rounding, so off by default; bench/align_speed.py)."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Stage 1: checkpoint every N steps (0: never)."),
     resume: bool = typer.Option(False, "--resume", help="Stage 1: continue an interrupted run from its checkpoint (same options)."),
     ddp: int = typer.Option(0, "--ddp", help="Stage 1 on N local processes (torchrun; gloo on CPU, nccl on GPUs)."),
@@ -382,7 +383,7 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per batch (default 512 for lsvcr; user windows, default 64, for sasrec)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
     seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(1, "--threads", help="torch CPU threads (on a shared box 1 beats 2)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (on a shared box 1 beats 2; stage 1 on an idle 2-core machine: 2, 1.6x faster)."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read the original code's pickled id lists (pickle can run code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -397,7 +398,7 @@ def train(
         data=data, out=out, model=model, task=task, stage=stage, no_align=no_align, init=init, aligned_out=aligned_out,
         llm=llm, llm_kind=llm_kind, trust_remote_code=trust_remote_code, dtype=dtype, prompt_templates=prompt_templates,
         align_batch_size=align_batch_size, align_lr=align_lr, align_epochs=align_epochs, align_steps=align_steps,
-        max_prompt_tokens=max_prompt_tokens, max_response_tokens=max_response_tokens, checkpoint_every=checkpoint_every, resume=resume, ddp=ddp,
+        max_prompt_tokens=max_prompt_tokens, max_response_tokens=max_response_tokens, bf16_autocast=bf16_autocast, checkpoint_every=checkpoint_every, resume=resume, ddp=ddp,
         selection=selection, epochs=epochs, batch_size=batch_size, device=device, seed=seed, threads=threads,
         allow_pickle=allow_pickle, quiet=quiet)
     render_training(run_training(request, err_console, render_stage1))

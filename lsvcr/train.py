@@ -161,6 +161,7 @@ class TrainRequest:
     max_prompt_tokens: int = 4096  # the official 3840 + 256, clamped to the LLM's context
     max_response_tokens: int | None = None  # None: the official 256, at most half of the budget
     checkpoint_every: int = 50
+    bf16_autocast: bool = False  # stage 1's LLM matmuls in bfloat16 (a CPU with avx512_bf16 or AMX)
     resume: bool = False
     ddp: int = 0  # > 1: stage 1 on this many local processes (torchrun)
     # stage 2 (FinetuneConfig)
@@ -238,7 +239,7 @@ def _stage1(req: TrainRequest, aligned: Path, console: Console | None) -> dict |
                        prompt_templates=str(req.prompt_templates) if req.prompt_templates else None,
                        batch_size=req.align_batch_size, lr=req.align_lr, epochs=req.align_epochs,
                        max_steps=req.align_steps, max_prompt_tokens=req.max_prompt_tokens,
-                       max_response_tokens=req.max_response_tokens,
+                       max_response_tokens=req.max_response_tokens, bf16_autocast=req.bf16_autocast,
                        checkpoint_every=req.checkpoint_every, seed=req.seed, threads=req.threads, device=req.device)
     if req.ddp > 1:
         import subprocess

@@ -1,0 +1,147 @@
+"""Study: does stage 1 (a full alignment epoch with the LLM) help LSVCR on the default world?
+
+For each seed s, on the demo's default world (1,000 users, 1,000 videos, 2 days, logged by popularity
+at temperature 1; bench/align_speed.py's ``default_data``):
+
+* ``aligned``  — stage 1, one full epoch (``AlignConfig(seed=s, threads=2)``, every other option the
+  default: the official method);
+* ``lsvcr-align`` — stage 2 from it (``--init``), both tasks, each selected on its own val NDCG@5;
+* ``lsvcr-noalign`` — stage 2 on the plain MiniLM features (``--no-align``: the ablation);
+* ``sasrec`` — the control;
+* test NDCG@10 of both LSVCR models, sampled-100 and full ranking, both tasks;
+* an online A/B of each LSVCR model against SASRec (2,000 users, 1 pre-period day, 1 experiment day,
+  noise seed 1000 + s): the relative lift of comment watch time per user (CUPED) and its p-value.
+
+Each piece is skipped when its output is already there, so the study resumes where it stopped and
+seeds can be added later (``--seeds 0 1 2``). The table: mean ± sd over seeds per arm, and the paired
+t-test over seeds (scipy.stats.ttest_rel) of align minus no-align.
+
+Usage: python bench/align_study.py [--seeds 0 1 2] [--work bench/.cache/align_study] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ARMS = ("lsvcr-align", "lsvcr-noalign")
+AB_USERS = 2000
+
+
+def _done(path: Path, name: str) -> bool:
+    return (path / name).is_file()
+
+
+def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) -> dict:
+    """Every piece of one seed (skipping those already written); returns its numbers."""
+    from abtest.render import to_json
+    from abtest.report import ReportConfig, build_report
+    from lsvcr.align import AlignConfig
+    from lsvcr.config import FinetuneConfig
+    from lsvcr.evaluate import EvalConfig
+    from lsvcr.train import align_model, evaluate_model, train_model
+    from pipeline import run_ab
+
+    d = work / f"seed{seed}"
+    d.mkdir(parents=True, exist_ok=True)
+    timings = json.loads((d / "timings.json").read_text()) if (d / "timings.json").is_file() else {}
+
+    def piece(name, done, fn):
+        if not done:
+            log(f"seed {seed}: {name} ...")
+            t0 = time.perf_counter()
+            fn()
+            timings[name] = time.perf_counter() - t0
+            (d / "timings.json").write_text(json.dumps(timings, indent=1))
+
+    piece("stage 1 (one epoch)", _done(d / "aligned", "align.json"),
+          lambda: align_model(data, d / "aligned", AlignConfig(seed=seed, threads=threads)))
+    piece("sasrec", _done(d / "sasrec", "metrics.json"),
+          lambda: train_model(data, d / "sasrec", FinetuneConfig(model="sasrec", seed=seed, threads=threads)))
+    piece("lsvcr-align", _done(d / "lsvcr-align", "metrics.json"),
+          lambda: train_model(data, d / "lsvcr-align", FinetuneConfig(model="lsvcr", task="both", seed=seed, threads=threads),
+                              init=d / "aligned"))
+    piece("lsvcr-noalign", _done(d / "lsvcr-noalign", "metrics.json"),
+          lambda: train_model(data, d / "lsvcr-noalign", FinetuneConfig(model="lsvcr", task="both", seed=seed, threads=threads)))
+    out: dict = {"seed": seed, "stage1": json.loads((d / "aligned" / "timings.json").read_text())}
+    for arm in ARMS:
+        res = {}
+        for protocol in ("sampled100", "full"):
+            tasks = evaluate_model(str(d / arm), data, EvalConfig(protocol=protocol, split="test", seed=seed), threads=threads)["tasks"]
+            for task, m in tasks.items():
+                res[f"{task} NDCG@10 {protocol}"] = m["ndcg@10"]
+        ab = d / f"ab-{arm}"
+
+        def experiment(ab=ab, arm=arm):
+            run_ab(world, ab, f"sasrec:{d / 'sasrec'}", f"lsvcr:{d / arm}", users=AB_USERS, pre_days=1, days=1,
+                   seed=1000 + seed)
+            (ab / "report.json").write_text(to_json(build_report(ab, ReportConfig())))
+
+        piece(f"A/B {arm} vs sasrec", _done(ab, "report.json"), experiment)
+        report = json.loads((ab / "report.json").read_text())
+        m = [x for x in report["metrics"] if x["name"] == "comment_watch_time" and x["variant"] == "treatment"]
+        m = next((x for x in m if x.get("cuped")), m[0])
+        res["A/B comment watch time lift"] = m["rel_effect"]
+        res["A/B p"] = m["p_value"]
+        out[arm] = res
+    return out
+
+
+def summarise(rows: list[dict]) -> list[str]:
+    import numpy as np
+    from scipy import stats
+
+    keys = [k for k in rows[0][ARMS[0]] if k != "A/B p"]
+    lines = [f"stage-1 epoch: " + ", ".join(f"seed {r['seed']} {r['stage1']['seconds'] / 60:.1f} min "
+                                             f"({r['stage1']['samples_per_s']:.2f} samples/s)" for r in rows),
+             "", f"| metric (test) | with stage 1 (mean ± sd, n={len(rows)}) | without stage 1 | difference | paired t p |",
+             "|---|---|---|---|---|"]
+    for k in keys:
+        a = np.array([r["lsvcr-align"][k] for r in rows])
+        b = np.array([r["lsvcr-noalign"][k] for r in rows])
+        p = float(stats.ttest_rel(a, b).pvalue) if len(rows) > 1 else float("nan")
+        fmt = (lambda x: f"{100 * x:+.2f}%") if "lift" in k else (lambda x: f"{x:.4f}")
+        lines.append(f"| {k} | {fmt(a.mean())} ± {fmt(a.std(ddof=1)) if len(a) > 1 else '–'} | "
+                     f"{fmt(b.mean())} ± {fmt(b.std(ddof=1)) if len(b) > 1 else '–'} | {fmt((a - b).mean())} | "
+                     f"{'–' if p != p else f'{p:.3g}'} |")
+    ps = {arm: ", ".join(f"{r[arm]['A/B p']:.3g}" for r in rows) for arm in ARMS}
+    lines += ["", f"A/B p-values per seed (each arm against SASRec): with stage 1 {ps['lsvcr-align']}; "
+                  f"without {ps['lsvcr-noalign']}"]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / ".cache" / "align_study")
+    ap.add_argument("--data", type=Path, help="the default world's dataset (default: built under --work)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    from align_speed import default_data
+
+    data = args.data or default_data(args.work)
+    world = data.parent / "world"
+    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    rows = []
+    for seed in args.seeds:
+        rows.append(run_seed(seed, data, world, args.work, args.threads, log))
+        (args.work / "study.json").write_text(json.dumps(rows, indent=1))
+    lines = summarise(rows)
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "table": lines}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
