@@ -34,8 +34,9 @@ demo: $(STAMP)
 	$(VENV)/bin/lsvcr demo --out runs/demo
 	$(PY) bench/update_readme.py --demo runs/demo
 
+# one pytest-xdist worker per core; a test file stays on one worker (its module fixtures are built once)
 test: $(STAMP) chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
