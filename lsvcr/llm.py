@@ -245,10 +245,11 @@ class LLM(nn.Module):
         return LLMOutput(user, logits, labels[:, start:])
 
     def tokenize_texts(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``input_ids`` and ``attention_mask`` [N, L_t] (truncated to ``max_text_tokens``) on this
-        module's device."""
+        """``input_ids`` and ``attention_mask`` [N, L_t] (truncated to ``max_text_tokens``; right-padded
+        whatever the tokenizer's own side, so a row's tokens are its first columns) on this module's device."""
         batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.llm_config.max_text_tokens, return_tensors="pt"
+            list(texts), padding=True, truncation=True, max_length=self.llm_config.max_text_tokens, return_tensors="pt",
+            padding_side="right",
         )
         return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": batch["attention_mask"].to(self.device)}
 

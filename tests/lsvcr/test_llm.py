@@ -84,6 +84,10 @@ def test_causal_lm_shapes_and_default_lora_targets(tiny_lm):
     with torch.no_grad():  # texts in length groups: the same embeddings as one padded batch
         llm.eval()
         torch.testing.assert_close(llm.embed_texts(TEXTS, buckets=3), llm.embed_texts(TEXTS), atol=1e-6, rtol=1e-5)
+        llm.tokenizer.padding_side = "left"  # as many decoder tokenizers ship: texts are still right-padded
+        assert llm.tokenize_texts(TEXTS)["attention_mask"][:, 0].all()
+        torch.testing.assert_close(llm.embed_texts(TEXTS, buckets=3), llm.embed_texts(TEXTS), atol=1e-6, rtol=1e-5)
+        llm.tokenizer.padding_side = "right"
     emb = llm.encode_texts(TEXTS, batch_size=3)
     assert emb.shape == (4, 256) and emb.dtype == torch.float32 and not emb.requires_grad
     assert llm.encode_texts(TEXTS, pooled=True).shape == (4, 32)
