@@ -33,7 +33,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 _LLAMA_LIKE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
-    "bert": ("query", "value"),
+    # every linear layer of each block, as the official code targets all of ChatGLM's (the pooler,
+    # which mean pooling never uses, is left out: "output.dense" also matches "attention.output.dense")
+    "bert": ("query", "key", "value", "output.dense", "intermediate.dense"),
     "llama": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
     "qwen3": _LLAMA_LIKE,

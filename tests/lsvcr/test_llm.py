@@ -165,7 +165,12 @@ def test_a_saved_adapter_names_the_configured_model_not_its_install_path(tmp_pat
 
 def test_minilm_encoder(minilm):
     assert not minilm.is_decoder and minilm.hidden_size == 384
-    assert sum(p.numel() for n, p in minilm.named_parameters() if "lora_" in n) == 73_728  # query/value, r 8
+    # every linear layer of the 6 blocks, r 8: 4 of 384x384 (query, key, value, attention output) and the
+    # two FFN layers 384x1536 / 1536x384 -> 6 * (4 * 8 * (384 + 384) + 2 * 8 * (384 + 1536)); not the pooler
+    wrapped = sorted({n.split(".layer.")[-1].split(".", 1)[-1] for n, m in minilm.backbone.named_modules() if hasattr(m, "lora_A")})
+    assert wrapped == ["attention.output.dense", "attention.self.key", "attention.self.query", "attention.self.value",
+                       "intermediate.dense", "output.dense"]
+    assert sum(p.numel() for n, p in minilm.named_parameters() if "lora_" in n) == 6 * (4 * 8 * 768 + 2 * 8 * 1920) == 331_776
     encoded, batch = prompt_batch(minilm, "right", with_response=False)
     assert all(e.prompt_length == len(e.input_ids) for e in encoded)  # the encoder never sees the response
     with torch.no_grad():
