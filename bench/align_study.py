@@ -16,7 +16,11 @@ Each piece is skipped when its output is already there, so the study resumes whe
 seeds can be added later (``--seeds 0 1 2``). The table: mean ± sd over seeds per arm, and the paired
 t-test over seeds (scipy.stats.ttest_rel) of align minus no-align.
 
-Usage: python bench/align_study.py [--seeds 0 1 2] [--work bench/.cache/align_study] [--json OUT]
+Each finished seed's row (numbers, timings, and the method's configs) is written to
+``bench/align_study.json``, which is committed: a later run, on any machine, reruns only the seeds
+missing there or computed under a different method.
+
+Usage: python bench/align_study.py [--seeds 0 1 2] [--work bench/.cache/align_study] [--results JSON]
 """
 from __future__ import annotations
 
@@ -88,19 +92,37 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
 
         piece(f"A/B {arm} vs sasrec", _done(ab, "report.json"), experiment)
         report = json.loads((ab / "report.json").read_text())
-        m = [x for x in report["metrics"] if x["name"] == "comment_watch_time" and x["variant"] == "treatment"]
-        m = next((x for x in m if x.get("cuped")), m[0])
-        res["A/B comment watch time lift"] = m["rel_effect"]
-        res["A/B p"] = m["p_value"]
+        for metric, key in (("comment_watch_time", "A/B comment watch time lift"), ("watch_time", "A/B video watch time lift")):
+            m = [x for x in report["metrics"] if x["name"] == metric and x["variant"] == "treatment"]
+            m = next((x for x in m if x.get("cuped")), m[0])
+            res[key] = m["rel_effect"]
+            res[key.replace(" lift", " CI")] = m["rel_ci"]
+            res[key.replace(" lift", " p")] = m["p_value"]
         out[arm] = res
+    out["method"] = method_fingerprint(seed)
     return out
+
+
+def method_fingerprint(seed: int) -> dict:
+    """What a seed's row was computed with: the stage-1 and stage-2 configs and the LLM's LoRA targets.
+    A stored row is reused only while this is unchanged, so a change to the method reruns the seed."""
+    from dataclasses import asdict
+
+    from lsvcr.align import AlignConfig
+    from lsvcr.config import FinetuneConfig
+    from lsvcr.llm import DEFAULT_TARGET_MODULES
+
+    align = asdict(AlignConfig(seed=seed))
+    return json.loads(json.dumps({"align": {k: v for k, v in align.items() if k != "threads"}, "lora_targets": list(DEFAULT_TARGET_MODULES["bert"]),
+            "finetune": {k: v for k, v in asdict(FinetuneConfig(model="lsvcr", task="both", seed=seed)).items() if k != "threads"},
+            "ab": {"users": AB_USERS, "pre_days": 1, "days": 1, "seed": 1000 + seed}}, default=str))
 
 
 def summarise(rows: list[dict]) -> list[str]:
     import numpy as np
     from scipy import stats
 
-    keys = [k for k in rows[0][ARMS[0]] if k != "A/B p"]
+    keys = [k for k in rows[0][ARMS[0]] if not k.endswith((" p", " CI"))]
     lines = [f"stage-1 epoch: " + ", ".join(f"seed {r['seed']} {r['stage1']['seconds'] / 60:.1f} min "
                                              f"({r['stage1']['samples_per_s']:.2f} samples/s)" for r in rows),
              "", f"| metric (test) | with stage 1 (mean ± sd, n={len(rows)}) | without stage 1 | difference | paired t p |",
@@ -113,9 +135,13 @@ def summarise(rows: list[dict]) -> list[str]:
         lines.append(f"| {k} | {fmt(a.mean())} ± {fmt(a.std(ddof=1)) if len(a) > 1 else '–'} | "
                      f"{fmt(b.mean())} ± {fmt(b.std(ddof=1)) if len(b) > 1 else '–'} | {fmt((a - b).mean())} | "
                      f"{'–' if p != p else f'{p:.3g}'} |")
-    ps = {arm: ", ".join(f"{r[arm]['A/B p']:.3g}" for r in rows) for arm in ARMS}
-    lines += ["", f"A/B p-values per seed (each arm against SASRec): with stage 1 {ps['lsvcr-align']}; "
-                  f"without {ps['lsvcr-noalign']}"]
+    lines.append("")
+    for k in [k for k in keys if "lift" in k]:
+        base = k.replace(" lift", "")
+        per = {arm: "; ".join(f"seed {r['seed']} {100 * r[arm][k]:+.1f}% [{100 * r[arm][base + ' CI'][0]:+.1f}, "
+                              f"{100 * r[arm][base + ' CI'][1]:+.1f}], p {r[arm][base + ' p']:.2g}" for r in rows) for arm in ARMS}
+        lines.append(f"{base} against SASRec, per seed (CUPED, 95% CI): with stage 1 {per['lsvcr-align']}; "
+                     f"without {per['lsvcr-noalign']}")
     return lines
 
 
@@ -125,21 +151,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / ".cache" / "align_study")
     ap.add_argument("--data", type=Path, help="the default world's dataset (default: built under --work)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "align_study.json",
+                    help="per-seed rows, kept in the repository: a seed already there under the current method "
+                         "is not rerun, so the study can be finished across machines")
     args = ap.parse_args(argv)
+    import atomic
     from align_speed import default_data
 
-    data = args.data or default_data(args.work)
-    world = data.parent / "world"
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    stored = json.loads(args.results.read_text())["rows"] if args.results.is_file() else []
     rows = []
     for seed in args.seeds:
-        rows.append(run_seed(seed, data, world, args.work, args.threads, log))
-        (args.work / "study.json").write_text(json.dumps(rows, indent=1))
-    lines = summarise(rows)
-    print("\n".join(lines))
-    if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "table": lines}, indent=1))
+        row = next((r for r in stored if r["seed"] == seed and r.get("method") == method_fingerprint(seed)), None)
+        if row is None:
+            data = args.data or default_data(args.work)
+            row = run_seed(seed, data, data.parent / "world", args.work, args.threads, log)
+            stored = sorted([r for r in stored if r["seed"] != seed] + [row], key=lambda r: r["seed"])
+            atomic.write_text(args.results, json.dumps({"rows": stored, "table": summarise(stored)}, indent=1) + "\n")
+        else:
+            log(f"seed {seed}: stored in {args.results.name}")
+        rows.append(row)
+    print("\n".join(summarise(rows)))
     return 0
 
 
