@@ -51,6 +51,10 @@ class WorldConfig:
     comments_min: int = 3
     comments_max: int = 300
     comment_on_topic_prob: float = 0.7
+    # What the words carry: each title topic word and each comment's topic and style words follow the
+    # latent truth with this probability, else a uniformly drawn topic / style (a wording only: the
+    # truth, and so every response, is unchanged). 1 = the calibrated world; 0 = text says nothing.
+    text_fidelity: float = 1.0
     style_popularity: tuple[float, ...] = (0.30, 0.22, 0.16, 0.18, 0.14)  # humour, info, debate, emotional, question
     like_base: float = 1.5  # log-scale intercept of initial like counts
     like_quality: float = 0.8  # log-scale slope on comment quality
@@ -76,7 +80,7 @@ class WorldConfig:
             raise InputError(f"style_popularity needs {len(STYLE_NAMES)} values ({', '.join(STYLE_NAMES)})")
         if not 0 < self.comments_min <= self.comments_max:
             raise InputError("comments_min must be positive and at most comments_max")
-        _probability(self, "secondary_topic_prob", "comment_on_topic_prob")
+        _probability(self, "secondary_topic_prob", "comment_on_topic_prob", "text_fidelity")
 
 
 @dataclass(frozen=True)

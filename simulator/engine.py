@@ -30,7 +30,7 @@ from .behaviour import (
 )
 from .config import SimConfig
 from .eventlog import COLUMNS, SlateRow, session_logger
-from .lexicon import make_comment
+from .lexicon import STYLE_NAMES, make_comment, worded
 from .policy import CommentRequest, History, Policy, UserTruth, VideoRequest, WorldView
 from .schema import POSTED_COMMENT_BASE, POSTS_PER_USER, SLATE_KINDS, Event
 from .world import World
@@ -456,5 +456,14 @@ class Platform:
         return Post(
             comment_id=POSTED_COMMENT_BASE + st.user * POSTS_PER_USER + k,
             video_id=video, author=st.user, ts=ts, topic=topic, style=style, quality=quality,
-            text=make_comment(g, topic, style),
+            text=self._worded_comment(g, st.user, k, topic, style),
         )
+
+    def _worded_comment(self, g: np.random.Generator, user: int, k: int, topic: int, style: int) -> str:
+        """A post's text, worded per ``WorldConfig.text_fidelity`` (its own stream: (user, POST, k, 1))."""
+        fidelity = self.world.config.text_fidelity
+        if fidelity < 1.0:
+            gw = streams.generator(self.config.behaviour_seed, user, streams.POST, k, 1)
+            topic = int(worded(gw, fidelity, np.array([topic]), self.world.config.n_topics)[0])
+            style = int(worded(gw, fidelity, np.array([style]), len(STYLE_NAMES))[0])
+        return make_comment(g, topic, style)

@@ -95,3 +95,14 @@ def make_comment(rng: np.random.Generator, topic: int, style: int) -> str:
     a, b = _two_words(rng, TOPICS[TOPIC_NAMES[topic]])
     templates = STYLES[STYLE_NAMES[style]]
     return templates[rng.integers(len(templates))].format(a=a, b=b)
+
+
+def worded(rng: np.random.Generator | None, fidelity: float, truth: np.ndarray, n: int) -> np.ndarray:
+    """The topic or style ids a text is worded in: ``truth`` where a draw from ``rng`` falls under
+    ``fidelity``, else uniform over ``n`` (which can hit the truth). No draw at fidelity 1, so the
+    calibrated world's streams are untouched."""
+    truth = np.asarray(truth, np.int64)
+    if fidelity >= 1.0:
+        return truth
+    keep = rng.random(truth.shape) < fidelity
+    return np.where(keep, truth, rng.integers(0, n, size=truth.shape))

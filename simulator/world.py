@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from . import rng as streams
 from .config import WorldConfig
-from .lexicon import STYLE_NAMES, TOPIC_NAMES, TOPICS, make_comment, make_title
+from .lexicon import STYLE_NAMES, TOPIC_NAMES, TOPICS, make_comment, make_title, worded
 from .schema import COMMENTS, USERS, VIDEOS
 
 
@@ -74,8 +74,12 @@ def generate_world(config: WorldConfig, seed: int) -> World:
     duration = np.clip(duration, config.duration_min_s, config.duration_max_s).round(1)
     n_creators = max(1, int(V * config.n_creators_per_video))
     creator = g.integers(0, n_creators, size=V)
+    # the wording's own stream (spawn key (WORLD, 0, 1)), drawn only when text_fidelity < 1
+    g_text = streams.generator(seed, streams.WORLD, 0, 1) if config.text_fidelity < 1.0 else None
+    title_primary = worded(g_text, config.text_fidelity, primary, T)
+    title_second = worded(g_text, config.text_fidelity, second, T)
     titles = [
-        make_title(g, [int(primary[v])] + ([int(second[v])] if has_second[v] else []))
+        make_title(g, [int(title_primary[v])] + ([int(title_second[v])] if has_second[v] else []))
         for v in range(V)
     ]
     mass_appeal = video_quality + np.log(topic_share[primary] * T)  # what a crowd rewards
@@ -99,7 +103,9 @@ def generate_world(config: WorldConfig, seed: int) -> World:
         + config.like_sigma * g.standard_normal(C)
     )
     comment_likes = np.floor(np.expm1(np.maximum(log_likes, 0.0))).astype(np.int64)
-    comment_text = [make_comment(g, int(t), int(s)) for t, s in zip(comment_topic, comment_style)]
+    words_topic = worded(g_text, config.text_fidelity, comment_topic, T)
+    words_style = worded(g_text, config.text_fidelity, comment_style, S)
+    comment_text = [make_comment(g, int(t), int(s)) for t, s in zip(words_topic, words_style)]
     created = -g.uniform(3600.0, 30 * 86400.0, size=C).round(0)
 
     # users: one stream each
