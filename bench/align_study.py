@@ -92,7 +92,7 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
 
         piece(f"A/B {arm} vs sasrec", _done(ab, "report.json"), experiment)
         report = json.loads((ab / "report.json").read_text())
-        for metric, key in (("comment_watch_time", "A/B comment watch time lift"), ("watch_time", "A/B video watch time lift")):
+        for metric, key in (("comment_watch_time", "A/B comment watch time lift"), ("video_watch_time", "A/B video watch time lift")):
             m = [x for x in report["metrics"] if x["name"] == metric and x["variant"] == "treatment"]
             m = next((x for x in m if x.get("cuped")), m[0])
             res[key] = m["rel_effect"]
