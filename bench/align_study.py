@@ -12,8 +12,10 @@ at temperature 1; bench/align_speed.py's ``default_data``):
 * an online A/B of each LSVCR model against SASRec (2,000 users, 1 pre-period day, 1 experiment day,
   noise seed 1000 + s): the relative lift of comment watch time per user (CUPED) and its p-value.
 
-Each piece is skipped when its output is already there, so the study resumes where it stopped and
-seeds can be added later (``--seeds 0 1 2``). The table: mean ± sd over seeds per arm, and the paired
+Each piece is skipped when its output is already there *and* was computed with the configs it would be
+computed with now (a model's saved config.json; an A/B's ``inputs.json``, the sha256 of both models), so the
+study resumes where it stopped, seeds can be added later (``--seeds 0 1 2``), and a change to the control
+reruns only SASRec and the A/Bs. The table: mean ± sd over seeds per arm, and the paired
 t-test over seeds (scipy.stats.ttest_rel) of align minus no-align.
 
 Each finished seed's row (numbers, timings, and the method's configs) is written to
@@ -41,16 +43,64 @@ ARMS = ("lsvcr-align", "lsvcr-noalign")
 AB_USERS = 2000
 
 
-def _done(path: Path, name: str) -> bool:
-    return (path / name).is_file()
+def _relevant(cfg) -> dict:
+    """The FinetuneConfig fields that shape a model of ``cfg.model`` (threads and the other model's fields dropped)."""
+    from dataclasses import asdict
+
+    other = {"lsvcr": ("sasrec_batch_size", "sasrec_stride"),
+             "sasrec": ("batch_size", "comment_negatives", "id_text_negatives", "id_text_weight", "id_text_tau",
+                        "max_record_comments", "selection")}[cfg.model]
+    return {k: v for k, v in asdict(cfg).items() if k not in ("threads", *other)}
+
+
+def _trained_with(model_dir: Path, cfg) -> bool:
+    """A model dir holds a finished model trained under ``cfg``'s relevant fields."""
+    from lsvcr.config import FinetuneConfig
+
+    if not (model_dir / "metrics.json").is_file():
+        return False
+    saved = json.loads((model_dir / "config.json").read_text())["finetune"]
+    saved = FinetuneConfig(**{k: v for k, v in saved.items() if k != "type"})
+    return _relevant(saved) == _relevant(cfg)
+
+
+def _aligned_with(aligned: Path, cfg) -> bool:
+    """A stage-1 dir holds a finished epoch under ``cfg`` (threads aside) with today's LoRA targets."""
+    from dataclasses import asdict
+
+    from lsvcr.llm import DEFAULT_TARGET_MODULES
+
+    if not (aligned / "align.json").is_file():
+        return False
+    saved = json.loads((aligned / "align.json").read_text())["align_config"]
+    lora = json.loads((aligned / "llm" / "lora" / "adapter_config.json").read_text())["target_modules"]
+    drop = lambda c: {k: v for k, v in c.items() if k != "threads"}
+    return drop(saved) == drop(json.loads(json.dumps(asdict(cfg)))) and sorted(lora) == sorted(DEFAULT_TARGET_MODULES["bert"])
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def control_config(seed: int, threads: int = 1):
+    from lsvcr.config import FinetuneConfig
+
+    return FinetuneConfig(model="sasrec", seed=seed, threads=threads)
+
+
+def treatment_config(seed: int, threads: int = 1):
+    from lsvcr.config import FinetuneConfig
+
+    return FinetuneConfig(model="lsvcr", task="both", seed=seed, threads=threads)
 
 
 def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) -> dict:
-    """Every piece of one seed (skipping those already written); returns its numbers."""
+    """Every piece of one seed (skipping those already computed as they would be now); returns its numbers."""
     from abtest.render import to_json
     from abtest.report import ReportConfig, build_report
     from lsvcr.align import AlignConfig
-    from lsvcr.config import FinetuneConfig
     from lsvcr.evaluate import EvalConfig
     from lsvcr.train import align_model, evaluate_model, train_model
     from pipeline import run_ab
@@ -67,15 +117,14 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
             timings[name] = time.perf_counter() - t0
             (d / "timings.json").write_text(json.dumps(timings, indent=1))
 
-    piece("stage 1 (one epoch)", _done(d / "aligned", "align.json"),
-          lambda: align_model(data, d / "aligned", AlignConfig(seed=seed, threads=threads)))
-    piece("sasrec", _done(d / "sasrec", "metrics.json"),
-          lambda: train_model(data, d / "sasrec", FinetuneConfig(model="sasrec", seed=seed, threads=threads)))
-    piece("lsvcr-align", _done(d / "lsvcr-align", "metrics.json"),
-          lambda: train_model(data, d / "lsvcr-align", FinetuneConfig(model="lsvcr", task="both", seed=seed, threads=threads),
-                              init=d / "aligned"))
-    piece("lsvcr-noalign", _done(d / "lsvcr-noalign", "metrics.json"),
-          lambda: train_model(data, d / "lsvcr-noalign", FinetuneConfig(model="lsvcr", task="both", seed=seed, threads=threads)))
+    align_cfg = AlignConfig(seed=seed, threads=threads)
+    piece("stage 1 (one epoch)", _aligned_with(d / "aligned", align_cfg), lambda: align_model(data, d / "aligned", align_cfg))
+    control, treatment = control_config(seed, threads), treatment_config(seed, threads)
+    piece("sasrec", _trained_with(d / "sasrec", control), lambda: train_model(data, d / "sasrec", control))
+    piece("lsvcr-align", _trained_with(d / "lsvcr-align", treatment),
+          lambda: train_model(data, d / "lsvcr-align", treatment, init=d / "aligned"))
+    piece("lsvcr-noalign", _trained_with(d / "lsvcr-noalign", treatment),
+          lambda: train_model(data, d / "lsvcr-noalign", treatment))
     out: dict = {"seed": seed, "stage1": json.loads((d / "aligned" / "timings.json").read_text())}
     for arm in ARMS:
         res = {}
@@ -84,13 +133,17 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
             for task, m in tasks.items():
                 res[f"{task} NDCG@10 {protocol}"] = m["ndcg@10"]
         ab = d / f"ab-{arm}"
+        inputs = {"control": _sha256(d / "sasrec" / "model.safetensors"),
+                  "treatment": _sha256(d / arm / "model.safetensors")}
 
-        def experiment(ab=ab, arm=arm):
+        def experiment(ab=ab, arm=arm, inputs=inputs):
             run_ab(world, ab, f"sasrec:{d / 'sasrec'}", f"lsvcr:{d / arm}", users=AB_USERS, pre_days=1, days=1,
                    seed=1000 + seed)
             (ab / "report.json").write_text(to_json(build_report(ab, ReportConfig())))
+            (ab / "inputs.json").write_text(json.dumps(inputs, indent=1))
 
-        piece(f"A/B {arm} vs sasrec", _done(ab, "report.json"), experiment)
+        current = (ab / "inputs.json").is_file() and json.loads((ab / "inputs.json").read_text()) == inputs
+        piece(f"A/B {arm} vs sasrec", current and (ab / "report.json").is_file(), experiment)
         report = json.loads((ab / "report.json").read_text())
         for metric, key in (("comment_watch_time", "A/B comment watch time lift"), ("video_watch_time", "A/B video watch time lift")):
             m = [x for x in report["metrics"] if x["name"] == metric and x["variant"] == "treatment"]
@@ -104,18 +157,21 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
 
 
 def method_fingerprint(seed: int) -> dict:
-    """What a seed's row was computed with: the stage-1 and stage-2 configs and the LLM's LoRA targets.
-    A stored row is reused only while this is unchanged, so a change to the method reruns the seed."""
+    """What a seed's row was computed with: stage 1's config and the LLM's LoRA targets, the treatment's and
+    the control's stage-2 configs (their relevant fields; the control with its model config) and the A/B's
+    settings. A stored row is reused only while this is unchanged, so a change to the method reruns the seed."""
     from dataclasses import asdict
 
     from lsvcr.align import AlignConfig
-    from lsvcr.config import FinetuneConfig
+    from lsvcr.config import SASRecConfig
     from lsvcr.llm import DEFAULT_TARGET_MODULES
 
     align = asdict(AlignConfig(seed=seed))
-    return json.loads(json.dumps({"align": {k: v for k, v in align.items() if k != "threads"}, "lora_targets": list(DEFAULT_TARGET_MODULES["bert"]),
-            "finetune": {k: v for k, v in asdict(FinetuneConfig(model="lsvcr", task="both", seed=seed)).items() if k != "threads"},
-            "ab": {"users": AB_USERS, "pre_days": 1, "days": 1, "seed": 1000 + seed}}, default=str))
+    return json.loads(json.dumps({"align": {k: v for k, v in align.items() if k != "threads"},
+                                  "lora_targets": list(DEFAULT_TARGET_MODULES["bert"]),
+                                  "treatment": _relevant(treatment_config(seed)),
+                                  "control": {**_relevant(control_config(seed)), "model_config": asdict(SASRecConfig())},
+                                  "ab": {"users": AB_USERS, "pre_days": 1, "days": 1, "seed": 1000 + seed}}, default=str))
 
 
 def summarise(rows: list[dict]) -> list[str]:

@@ -75,6 +75,16 @@ print("RESULT " + json.dumps(out))
 '''
 
 
+def recbole_protocol(*, max_epochs: int = 200, batch: int = 128, seed: int = 0, threads: int = 1):
+    """Our SASRec under RecBole's SASRec defaults (hidden 64, 2 layers, 2 heads, dropout 0.5, lr 1e-3, no weight
+    decay, full softmax) with early stopping on full-ranking validation NDCG@5: (SASRecConfig, FinetuneConfig)."""
+    from lsvcr.config import FinetuneConfig, SASRecConfig
+
+    return (SASRecConfig(dropout=0.5, full_softmax_max_items=10**9),
+            FinetuneConfig(model="sasrec", epochs=max_epochs, patience=5, lr=1e-3, weight_decay=0.0,
+                           sasrec_batch_size=batch, val_protocol="full", seed=seed, threads=threads))
+
+
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, **kw)
 
@@ -131,7 +141,6 @@ def main() -> None:
     sys.path.insert(0, str(ROOT.parent))
     import torch
 
-    from lsvcr.config import FinetuneConfig, SASRecConfig
     from lsvcr.data.recbole import import_recbole
     from lsvcr.evaluate import EvalConfig, ModelScorer, evaluate
     from lsvcr.finetune import train_sasrec
@@ -144,9 +153,7 @@ def main() -> None:
     n_targets = len(ds.splits["video"]["train"])
     print(f"ml-100k: {ds.n_videos - 1} items, {len(ds.splits['video']['test'])} test users, "
           f"{n_targets:,} training targets per epoch; torch threads {a.threads}", flush=True)
-    mcfg = SASRecConfig(dropout=0.5, full_softmax_max_items=10**9)  # RecBole's SASRec defaults
-    fcfg = FinetuneConfig(model="sasrec", epochs=a.max_epochs, patience=5, lr=1e-3, weight_decay=0.0,
-                          sasrec_batch_size=a.batch, val_protocol="full", seed=a.seed, threads=a.threads)
+    mcfg, fcfg = recbole_protocol(max_epochs=a.max_epochs, batch=a.batch, seed=a.seed, threads=a.threads)
 
     # 1. ours, to convergence
     ours, rep = train_sasrec(ds, fcfg, mcfg)

@@ -49,17 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from lsvcr.config import FinetuneConfig, SASRecConfig
     from lsvcr.data.recbole import import_recbole
     from lsvcr.evaluate import EvalConfig, ModelScorer, evaluate
     from lsvcr.finetune import train_sasrec
-    from sr_train import ensure_data
+    from sr_train import ensure_data, recbole_protocol
 
     torch.set_num_threads(args.threads)
     ds = import_recbole(ensure_data() / "ml-100k.inter")
-    mcfg = SASRecConfig(dropout=0.5, full_softmax_max_items=10**9)  # RecBole's SASRec defaults
-    base = FinetuneConfig(model="sasrec", epochs=args.max_epochs, patience=5, lr=1e-3, weight_decay=0.0,
-                          sasrec_batch_size=128, val_protocol="full", threads=args.threads)
+    mcfg, base = recbole_protocol(max_epochs=args.max_epochs, threads=args.threads)
     rows = json.loads(args.json.read_text()) if args.json and args.json.is_file() else []
     for spec in args.variants:
         name, cfg = parse_variant(spec, base)
