@@ -55,6 +55,18 @@ def default_data(work: Path) -> Path:
     return data
 
 
+def cpu() -> str:
+    """The CPU's model name and its bf16 matmul units (AMX, AVX-512 BF16): bf16 autocast pays only with them."""
+    import platform
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                platform.processor() or "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores, bf16 units: {', '.join(units) or 'none'}"
+
+
 def measure(ds, cfg, threads: int, micro, repeats: int = 1) -> tuple[float, dict]:
     """(seconds per micro-batch, forward + backward in training mode; eval-mode losses of the first)."""
     import torch
@@ -103,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             ("+ 4 length groups (default)", replace(plain, backbone_dropout=False, length_buckets=4), 1),
             ("+ 2 threads (--threads 2)", replace(plain, backbone_dropout=False, length_buckets=4), 2),
             ("+ bf16 autocast (optional)", replace(plain, backbone_dropout=False, length_buckets=4, bf16_autocast=True), 2)]
+    print(f"CPU: {cpu()}")
     print(f"data {data}: {len(samples):,} stage-1 samples = {per_epoch} micro-batches of {base.contrast_pool} per epoch; "
           f"{len(micro)} fixed micro-batches timed per row")
     print(f"{'lever':<58} {'s/micro':>8} {'x prev':>7} {'x plain':>8} {'epoch min':>10} {'loss Δ vs prev':>15}")
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         prev = (seconds, losses)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"data": str(data), "samples": len(samples), "micro_batches_per_epoch": per_epoch,
+        args.json.write_text(json.dumps({"cpu": cpu(), "data": str(data), "samples": len(samples), "micro_batches_per_epoch": per_epoch,
                                          "rows": results}, indent=1))
     return 0
 
