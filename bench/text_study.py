@@ -50,19 +50,25 @@ def world_data(work: Path, fidelity: float, users: int, videos: int, days: int) 
 
 
 def table(rows: list[dict]) -> list[str]:
-    """Per fidelity: mean over its seeds of each arm, and the gap (with minus without stage 1)."""
+    """Per fidelity: each arm's mean ± sd over its seeds, the gap (with minus without stage 1) and the
+    paired t-test over seeds (scipy.stats.ttest_rel; '–' with one seed)."""
     import numpy as np
+    from scipy import stats
 
     keys = ["video NDCG@10 full", "video NDCG@10 sampled100", "comment NDCG@10 full", "comment NDCG@10 sampled100",
             "A/B comment watch time lift", "A/B video watch time lift"]
-    lines = ["| text_fidelity | seeds | metric (test) | with stage 1 | without stage 1 | gap |", "|---|---|---|---|---|---|"]
+    lines = ["| text_fidelity | seeds | metric (test) | with stage 1 (mean ± sd) | without stage 1 | gap | paired t p |",
+             "|---|---|---|---|---|---|---|"]
     for f in sorted({r["fidelity"] for r in rows}):
         rs = [r for r in rows if r["fidelity"] == f]
         for k in keys:
             a = np.array([r["lsvcr-align"][k] for r in rs])
             b = np.array([r["lsvcr-noalign"][k] for r in rs])
             fmt = (lambda x: f"{100 * x:+.1f}%") if "lift" in k else (lambda x: f"{x:.4f}")
-            lines.append(f"| {f:g} | {len(rs)} | {k} | {fmt(a.mean())} | {fmt(b.mean())} | {fmt((a - b).mean())} |")
+            sd = lambda x: f" ± {fmt(x.std(ddof=1)).lstrip('+')}" if len(x) > 1 else ""
+            p = f"{stats.ttest_rel(a, b).pvalue:.2g}" if len(rs) > 1 else "–"
+            lines.append(f"| {f:g} | {', '.join(str(r['seed']) for r in rs)} | {k} | {fmt(a.mean())}{sd(a)} | "
+                         f"{fmt(b.mean())}{sd(b)} | {fmt((a - b).mean())} | {p} |")
     return lines
 
 
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 log(f"f={f:g} seed {seed}: stored in {args.results.name}")
             rows.append(row)
+    atomic.write_text(args.results, json.dumps({"rows": stored, "table": table(stored)}, indent=1) + "\n")
     print("\n".join(table(rows)))
     print("\nstage-1 epochs: " + ", ".join(f"f={r['fidelity']:g} seed {r['seed']} {r['stage1']['seconds'] / 60:.1f} min"
                                            for r in rows))
