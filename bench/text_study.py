@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
     stored = json.loads(args.results.read_text())["rows"] if args.results.is_file() else []
     rows = []
+    save = lambda: atomic.write_text(args.results, json.dumps({"rows": stored, "table": table(stored)}, indent=1) + "\n")
     for f in args.fidelity:
         world = {"text_fidelity": f, "users": args.users, "videos": args.videos, "days": args.days}
         for seed in args.seeds:
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"fidelity": f, "world": world,
                        **run_seed(seed, data, data.parent / "world", work, args.threads, lambda m: log(f"f={f:g} {m}"))}
                 stored = sorted([r for r in stored if not key(r)] + [row], key=lambda r: (r["fidelity"], r["seed"]))
-                atomic.write_text(args.results, json.dumps({"rows": stored, "table": table(stored)}, indent=1) + "\n")
+                save()
             else:
                 log(f"f={f:g} seed {seed}: stored in {args.results.name}")
             rows.append(row)
-    atomic.write_text(args.results, json.dumps({"rows": stored, "table": table(stored)}, indent=1) + "\n")
+    save()
     print("\n".join(table(rows)))
     print("\nstage-1 epochs: " + ", ".join(f"f={r['fidelity']:g} seed {r['seed']} {r['stage1']['seconds'] / 60:.1f} min"
                                            for r in rows))
