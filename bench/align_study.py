@@ -97,12 +97,8 @@ def treatment_config(seed: int, threads: int = 1):
 
 def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) -> dict:
     """Every piece of one seed (skipping those already computed as they would be now); returns its numbers."""
-    from abtest.render import to_json
-    from abtest.report import ReportConfig, build_report
     from lsvcr.align import AlignConfig
-    from lsvcr.evaluate import EvalConfig
-    from lsvcr.train import align_model, evaluate_model, train_model
-    from pipeline import run_ab
+    from lsvcr.train import align_model, train_model
 
     d = work / f"seed{seed}"
     d.mkdir(parents=True, exist_ok=True)
@@ -126,33 +122,43 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
           lambda: train_model(data, d / "lsvcr-noalign", treatment))
     out: dict = {"seed": seed, "stage1": json.loads((d / "aligned" / "timings.json").read_text())}
     for arm in ARMS:
-        res = {}
-        for protocol in ("sampled100", "full"):
-            tasks = evaluate_model(str(d / arm), data, EvalConfig(protocol=protocol, split="test", seed=seed), threads=threads)["tasks"]
-            for task, m in tasks.items():
-                res[f"{task} NDCG@10 {protocol}"] = m["ndcg@10"]
-        ab = d / f"ab-{arm}"
-        inputs = {"control": _sha256(d / "sasrec" / "model.safetensors"),
-                  "treatment": _sha256(d / arm / "model.safetensors")}
-
-        def experiment(ab=ab, arm=arm, inputs=inputs):
-            run_ab(world, ab, f"sasrec:{d / 'sasrec'}", f"lsvcr:{d / arm}", users=AB_USERS, pre_days=1, days=1,
-                   seed=1000 + seed)
-            (ab / "report.json").write_text(to_json(build_report(ab, ReportConfig())))
-            (ab / "inputs.json").write_text(json.dumps(inputs, indent=1))
-
-        current = (ab / "inputs.json").is_file() and json.loads((ab / "inputs.json").read_text()) == inputs
-        piece(f"A/B {arm} vs sasrec", current and (ab / "report.json").is_file(), experiment)
-        report = json.loads((ab / "report.json").read_text())
-        for metric, key in (("comment_watch_time", "A/B comment watch time lift"), ("video_watch_time", "A/B video watch time lift")):
-            m = [x for x in report["metrics"] if x["name"] == metric and x["variant"] == "treatment"]
-            m = next((x for x in m if x.get("cuped")), m[0])
-            res[key] = m["rel_effect"]
-            res[key.replace(" lift", " CI")] = m["rel_ci"]
-            res[key.replace(" lift", " p")] = m["p_value"]
-        out[arm] = res
+        out[arm] = arm_numbers(d, arm, data, world, seed, threads, piece)
     out["method"] = method_fingerprint(seed)
     return out
+
+
+def arm_numbers(d: Path, arm: str, data: Path, world: Path, seed: int, threads: int, piece) -> dict:
+    """One LSVCR model ``d/arm``: test NDCG@10 (sampled-100 and full, each task) and its online A/B against
+    ``d/sasrec`` (run by ``piece`` unless ``d/ab-arm`` holds one of these two very models)."""
+    from abtest.render import to_json
+    from abtest.report import ReportConfig, build_report
+    from lsvcr.evaluate import EvalConfig
+    from lsvcr.train import evaluate_model
+    from pipeline import run_ab
+
+    res = {}
+    for protocol in ("sampled100", "full"):
+        tasks = evaluate_model(str(d / arm), data, EvalConfig(protocol=protocol, split="test", seed=seed), threads=threads)["tasks"]
+        for task, m in tasks.items():
+            res[f"{task} NDCG@10 {protocol}"] = m["ndcg@10"]
+    ab = d / f"ab-{arm}"
+    inputs = {"control": _sha256(d / "sasrec" / "model.safetensors"), "treatment": _sha256(d / arm / "model.safetensors")}
+
+    def experiment():
+        run_ab(world, ab, f"sasrec:{d / 'sasrec'}", f"lsvcr:{d / arm}", users=AB_USERS, pre_days=1, days=1, seed=1000 + seed)
+        (ab / "report.json").write_text(to_json(build_report(ab, ReportConfig())))
+        (ab / "inputs.json").write_text(json.dumps(inputs, indent=1))
+
+    current = (ab / "inputs.json").is_file() and json.loads((ab / "inputs.json").read_text()) == inputs
+    piece(f"A/B {arm} vs sasrec", current and (ab / "report.json").is_file(), experiment)
+    report = json.loads((ab / "report.json").read_text())
+    for metric, key in (("comment_watch_time", "A/B comment watch time lift"), ("video_watch_time", "A/B video watch time lift")):
+        m = [x for x in report["metrics"] if x["name"] == metric and x["variant"] == "treatment"]
+        m = next((x for x in m if x.get("cuped")), m[0])
+        res[key] = m["rel_effect"]
+        res[key.replace(" lift", " CI")] = m["rel_ci"]
+        res[key.replace(" lift", " p")] = m["p_value"]
+    return res
 
 
 def method_fingerprint(seed: int) -> dict:

@@ -3,7 +3,8 @@ bench/sr_train.py (RecBole's: leave-one-out by timestamp, full ranking over all 
 2 layers, 2 heads, dropout 0.5, lr 1e-3, no weight decay, batch 128 windows of 50, early stopping on
 validation NDCG@5 with full ranking).
 
-A variant is NAME:FIELD=VALUE,... over FinetuneConfig fields (e.g. ``stride5:sasrec_stride=5,patience=10``).
+A variant is NAME:FIELD=VALUE,... over FinetuneConfig and SASRecConfig fields (e.g.
+``stride5:sasrec_stride=5,patience=10`` or ``d03:sasrec_stride=1,dropout=0.3``).
 ``sasrec_stride`` S: a training window ends every S items, each keeping only its last S positions as
 targets, so every target is trained once per epoch and sees at least 50 - S items before it (S = 1:
 RecBole's one-sample-per-prefix scheme, computed as windows). Rows (test NDCG@10 / HR@10, best epoch,
@@ -28,16 +29,17 @@ sys.path.insert(0, str(ROOT.parent))
 DEFAULT_VARIANTS = ["default:", "stride5:sasrec_stride=5,patience=10", "stride1:sasrec_stride=1,patience=10"]
 
 
-def parse_variant(spec: str, base) -> tuple[str, object]:
+def parse_variant(spec: str, base, model_base) -> tuple[str, object, object]:
+    """NAME:FIELD=VALUE,... -> (name, FinetuneConfig, SASRecConfig); a field goes to whichever config has it."""
     name, _, body = spec.partition(":")
-    types = {f.name: f.type for f in fields(base)}
-    changes = {}
+    owners = {f.name: ("train", f.type) for f in fields(base)} | {f.name: ("model", f.type) for f in fields(model_base)}
+    changes = {"train": {}, "model": {}}
     for item in filter(None, body.split(",")):
         key, _, value = item.partition("=")
-        if key not in types:
-            raise SystemExit(f"unknown FinetuneConfig field {key!r} in variant {spec!r}")
-        changes[key] = None if value == "None" else (float(value) if "." in value or "e" in value else int(value))
-    return name, replace(base, **changes)
+        if key not in owners:
+            raise SystemExit(f"unknown FinetuneConfig/SASRecConfig field {key!r} in variant {spec!r}")
+        changes[owners[key][0]][key] = None if value == "None" else (float(value) if "." in value or "e" in value else int(value))
+    return name, replace(base, **changes["train"]), replace(model_base, **changes["model"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         mcfg, base = recbole_protocol(max_epochs=args.max_epochs, threads=args.threads)
     rows = json.loads(args.json.read_text()) if args.json and args.json.is_file() else []
     for spec in args.variants:
-        name, cfg = parse_variant(spec, base)
+        name, cfg, model_cfg = parse_variant(spec, base, mcfg)
         for seed in args.seeds:
             t0 = time.perf_counter()
-            model, rep = train_sasrec(ds, replace(cfg, seed=seed), mcfg)
+            model, rep = train_sasrec(ds, replace(cfg, seed=seed), model_cfg)
             res, sampled = (evaluate(ModelScorer(model, ("video",)), ds, EvalConfig(protocol=protocol, split="test", seed=seed),
                                      ("video",))["tasks"]["video"] for protocol in ("full", "sampled100"))
             row = {"data": str(args.data or "ml-100k"), "variant": name, "spec": spec, "seed": seed,

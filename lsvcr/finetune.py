@@ -153,11 +153,14 @@ def history_id_text_loss(bb, h, cfg: FinetuneConfig, gen: torch.Generator | None
 def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments: torch.Tensor,
                 model_cfg: LSVCRConfig = LSVCRConfig(), text_cfg: TextConfig = TextConfig(),
                 console: Console | None = None, on_epoch=None, max_seconds=None,
-                init_state: dict[str, torch.Tensor] | None = None) -> tuple[LSVCRRecommender, TrainReport]:
+                init_state: dict[str, torch.Tensor] | None = None,
+                freeze_text: bool = True) -> tuple[LSVCRRecommender, TrainReport]:
     """Stage 2. ``init_state``: starting weights from stage 1 (``lsvcr.align.stage2_state``); the
-    video-ID table and the gate, new in stage 2, keep their fresh initialisation. With it the text
-    MLP is frozen, so the 256-d text embeddings stay the stage-1 ones (the official code's
-    ``photo_embs.npy``); without it (``--no-align``) the MLP trains on the raw features.
+    video-ID table and the gate, new in stage 2, keep their fresh initialisation, as do the SR side's
+    weights when ``init_state`` holds only the text MLP (``project.*``). With it the text MLP is
+    frozen, so the 256-d text embeddings stay the stage-1 ones (the official code's
+    ``photo_embs.npy``); ``freeze_text=False`` trains it on from there (a diagnostic, not the method).
+    Without it (``--no-align``) the MLP trains on the raw features.
     Initialisation and dropout draw from torch's RNG seeded with ``cfg.seed`` (``seeded``).
 
     ``task="both"`` with ``selection="per_task"`` (the default) trains the two tasks as the official
@@ -169,10 +172,12 @@ def train_lsvcr(ds: Dataset, cfg: FinetuneConfig, titles: torch.Tensor, comments
         for task in ("video", "comment"):
             with seeded(cfg.seed, cfg.threads, cfg.device):
                 models[task], reports[task] = _train_lsvcr(ds, replace(cfg, task=task), titles, comments, model_cfg,
-                                                           text_cfg, console, on_epoch, max_seconds, init_state)
+                                                           text_cfg, console, on_epoch, max_seconds, init_state,
+                                                           freeze_text)
         return models["video"].attach_comment_model(models["comment"]).eval(), _combined(reports)
     with seeded(cfg.seed, cfg.threads, cfg.device):
-        return _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state)
+        return _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state,
+                            freeze_text)
 
 
 def _combined(reports: dict[str, TrainReport]) -> TrainReport:
@@ -184,7 +189,8 @@ def _combined(reports: dict[str, TrainReport]) -> TrainReport:
                        tasks={t: {k: v for k, v in r.__dict__.items() if k != "tasks"} for t, r in reports.items()})
 
 
-def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state):
+def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epoch, max_seconds, init_state,
+                 freeze_text=True):
     tasks = cfg.tasks
     for t in tasks:
         if not len(ds.splits[t]["train"]):
@@ -192,11 +198,14 @@ def _train_lsvcr(ds, cfg, titles, comments, model_cfg, text_cfg, console, on_epo
     model = LSVCRRecommender(model_cfg, text_cfg, ds.n_videos, ds.n_comments, top_comments(ds.comment_lists))
     if init_state is not None:
         missing, unexpected = model.load_state_dict(init_state, strict=False)
-        bad = sorted(set(missing) - {"backbone.video_id.weight", "backbone.gate", "popular"}) + sorted(unexpected)
+        fresh = {"backbone.video_id.weight", "backbone.gate", "popular"}
+        if not any(k.startswith("backbone.") for k in init_state):  # the text MLP only: the SR side starts fresh
+            fresh |= {k for k in missing if k.startswith("backbone.")}
+        bad = sorted(set(missing) - fresh) + sorted(unexpected)
         if bad:
             raise InputError(f"the aligned weights do not fit the stage-2 model ({', '.join(bad[:3])})")
-        # The official stage 2 reads the aligned 256-d MLP outputs, frozen: only the SR side trains.
-        model.project.requires_grad_(False)
+        if freeze_text:  # the official stage 2 reads the aligned 256-d MLP outputs, frozen: only the SR side trains
+            model.project.requires_grad_(False)
     model.set_text(titles, comments)
     model.to(cfg.device)
     train = {t: TaskTensors(ds.splits[t]["train"], model_cfg.max_len, cfg.max_record_comments) for t in tasks}

@@ -44,11 +44,14 @@ def text_embeddings(ds: Dataset, data_dir: Path, cfg: TextConfig, console: Conso
 
 
 def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, console: Console | None = None,
-                allow_pickle: bool = False, init: str | Path | None = None) -> dict:
+                allow_pickle: bool = False, init: str | Path | None = None, init_sr: bool = True,
+                freeze_text: bool = True) -> dict:
     """Train ``cfg.model`` on ``data_dir``; write the model dir; return its metrics (val + test, sampled100).
 
     ``init``: an aligned directory (stage 1, ``align_model``): LSVCR then trains on its frozen text
-    features and starts from its SR weights and text MLP (see lsvcr/align.py)."""
+    features and starts from its SR weights and text MLP (see lsvcr/align.py) — the method. Two
+    diagnostics take it apart (bench/stage2_parts.py): ``init_sr=False`` starts the SR side fresh (as
+    ``--no-align`` does) and keeps only the aligned text MLP; ``freeze_text=False`` trains that MLP on."""
     torch.set_num_threads(cfg.threads)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available")
@@ -64,9 +67,13 @@ def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, 
         meta, titles, comments = align.read_aligned(init, ds)
         mcfg = LSVCRConfig()
         state = align.stage2_state(init, mcfg, cfg.seed)
+        if not init_sr:
+            state = {k: v for k, v in state.items() if k.startswith("project.")}
         model, report = train_lsvcr(ds, cfg, titles, comments, mcfg, align.aligned_text_config(meta), console,
-                                    init_state=state)
+                                    init_state=state, freeze_text=freeze_text)
         report.aligned_from = os.path.relpath(init, out_dir)  # in metrics.json; relative: no absolute paths
+        if not (init_sr and freeze_text):  # a diagnostic, not the method: say so in metrics.json
+            report.stage2_from_aligned = {"sr": init_sr, "freeze_text": freeze_text}
     else:
         tcfg = TextConfig()
         titles, comments = text_embeddings(ds, data_dir, tcfg, console)

@@ -1,10 +1,12 @@
 """Stage 2 as the official code trains it: on the aligned 256-d text embeddings, frozen, with only
 the SR side learning; the --no-align ablation trains its text MLP."""
 import numpy as np
+import pytest
 import torch
 
 from lsvcr.config import FinetuneConfig, LSVCRConfig, TextConfig
 from lsvcr.data.layout import read_dataset
+from lsvcr.errors import InputError
 from lsvcr.finetune import train_lsvcr
 from lsvcr.recommender import LSVCRRecommender, top_comments
 
@@ -54,6 +56,34 @@ def test_no_align_ablation_trains_the_text_mlp(synthetic_data):
     model, _ = train_lsvcr(ds, CFG, titles, comments)
     assert all(p.requires_grad for p in model.project.parameters())
     assert (model.state_dict()["project.2.weight"] - fresh.state_dict()["project.2.weight"]).abs().max() > 1e-4
+
+
+def test_stage2_diagnostics_take_the_aligned_start_apart(synthetic_data):
+    """bench/stage2_parts.py's arms: the text MLP trained on from stage 1's weights (freeze_text=False),
+    and the SR side started exactly where the ablation starts (a text-only init_state)."""
+    ds = read_dataset(synthetic_data)
+    titles, comments = _features(ds)
+    init = _aligned_state(ds)
+    cfg = FinetuneConfig(model="lsvcr", task="video", epochs=1, batch_size=64)
+    trained, _ = train_lsvcr(ds, cfg, titles, comments, init_state=init, freeze_text=False)
+    assert all(p.requires_grad for p in trained.project.parameters())
+    assert (trained.state_dict()["project.2.weight"] - init["project.2.weight"]).abs().max() > 1e-4
+
+    # a text-only init_state starts the SR side exactly where the ablation starts: given the ablation's
+    # own fresh MLP, trained on, it *is* the ablation, bit for bit (same init, same random stream)
+    torch.manual_seed(cfg.seed)  # train_lsvcr's fresh init (seeded with cfg.seed)
+    fresh = LSVCRRecommender(LSVCRConfig(), TextConfig(), ds.n_videos, ds.n_comments, top_comments(ds.comment_lists))
+    fresh_mlp = {k: v.clone() for k, v in fresh.state_dict().items() if k.startswith("project.")}
+    as_ablation, _ = train_lsvcr(ds, cfg, titles, comments, init_state=fresh_mlp, freeze_text=False)
+    ablation, _ = train_lsvcr(ds, cfg, titles, comments)
+    a, b = as_ablation.state_dict(), ablation.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # with stage 1's MLP, frozen (bench/stage2_parts.py's sr-fresh arm)
+    sr_fresh, _ = train_lsvcr(ds, cfg, titles, comments, init_state={k: v for k, v in init.items() if k.startswith("project.")})
+    assert all(torch.equal(sr_fresh.state_dict()[k], init[k]) for k in init if k.startswith("project."))
+    assert not any(p.requires_grad for p in sr_fresh.project.parameters())
+    with pytest.raises(InputError, match="do not fit"):
+        train_lsvcr(ds, cfg, titles, comments, init_state={k: v for k, v in init.items() if k != "backbone.adapter.weight"})
 
 
 def test_task_both_selects_each_task_at_its_own_best_epoch(synthetic_data, tmp_path):
