@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         name, cfg, model_cfg = parse_variant(spec, base, mcfg)
         for seed in args.seeds:
             t0 = time.perf_counter()
-            model, rep = train_sasrec(ds, replace(cfg, seed=seed), model_cfg)
+            progress = lambda _m, r, name=name, seed=seed: print(  # one line per epoch: a run takes up to hours
+                f"  {name} seed {seed} epoch {r['epoch']}: val NDCG@5 {r['val_ndcg@5']:.4f} ({r['train_seconds']:.0f} s)",
+                file=sys.stderr, flush=True)
+            model, rep = train_sasrec(ds, replace(cfg, seed=seed), model_cfg, on_epoch=progress)
             res, sampled = (evaluate(ModelScorer(model, ("video",)), ds, EvalConfig(protocol=protocol, split="test", seed=seed),
                                      ("video",))["tasks"]["video"] for protocol in ("full", "sampled100"))
             row = {"data": str(args.data or "ml-100k"), "variant": name, "spec": spec, "seed": seed,
