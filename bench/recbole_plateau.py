@@ -98,8 +98,11 @@ def run_seed(py: Path, seed: int, threads: int, max_epochs: int, rows: dict) -> 
             print(f"seed {seed} epoch {e['epoch']}: val NDCG@10 {e['val_ndcg@10']:.4f}  test NDCG@10 "
                   f"{e['test_ndcg@10']:.4f} HR@10 {e['test_hr@10']:.4f}  ({e['train_seconds']:.0f} s)", flush=True)
             row["stopped"] = selected(row["epochs"])
+            rows.update(json.loads(OUT.read_text()) if OUT.is_file() else {})  # seeds run beside this one
             rows[str(seed)] = row
-            OUT.write_text(json.dumps(rows, indent=1))
+            tmp = OUT.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(rows, indent=1, sort_keys=True))
+            tmp.replace(OUT)
             if row["stopped"] is not None:
                 p.kill()
                 break

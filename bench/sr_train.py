@@ -189,6 +189,25 @@ def main() -> None:
         print(f"{name:28s} {s:8.1f} {ndcg:8.4f} {hr:8.4f}")
     print(f"equal wall-clock: ours NDCG@10 {rows[0][2]:.4f} vs recbole {rows[1][2]:.4f} "
           f"({'better' if rows[0][2] > rows[1][2] else 'NOT better'})")
+    print_plateau()
+
+
+def print_plateau() -> None:
+    """The control's plateau, from runs too long for this benchmark (stored rows, not this run): RecBole's
+    SASRec early-stopped (bench/recbole_plateau.py) and ours on RecBole's own scheme (bench/sr_tune.py)."""
+    import statistics
+
+    rb_path, tune_path = ROOT / "recbole_plateau.json", ROOT / "sr_tune.json"
+    rb = [r["stopped"]["test_ndcg@10"] for r in json.loads(rb_path.read_text()).values() if r.get("stopped")] \
+        if rb_path.is_file() else []
+    ours = [r["test_ndcg@10"] for r in json.loads(tune_path.read_text()) if r["variant"] == "stride1-b2048"] \
+        if tune_path.is_file() else []
+    if not rb or not ours:
+        return
+    fmt = lambda x: f"{statistics.mean(x):.4f}" + (f" +- {statistics.stdev(x):.4f}" if len(x) > 1 else "") + f" ({len(x)} seeds)"
+    print("\n== plateau, each early-stopped on validation (stored rows of longer runs) ==")
+    print(f"recbole SASRec to its early stop (python bench/recbole_plateau.py): test NDCG@10 {fmt(rb)}")
+    print(f"ours on recbole's scheme, one sample per prefix, batch 2048 (python bench/sr_tune.py): {fmt(ours)}")
 
 
 if __name__ == "__main__":
