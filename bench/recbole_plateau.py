@@ -7,7 +7,9 @@ that anyone can. This trains RecBole's SASRec with its defaults (hidden 64, FFN 
 dropout 0.5, lr 1e-3, batch 2048 prefixes, CE over all items, max length 50; leave-one-out by timestamp,
 full ranking, seen items not masked) and after every epoch records validation NDCG@10 / MRR@10 and
 test NDCG@10 / HR@10 — test for the curve only; the *selected* figure is the test value at the epoch of
-the best validation NDCG@10, stopping 10 epochs without gain (RecBole's ``stopping_step``). Rows go to
+the best validation NDCG@10, stopping once 10 epochs pass without a gain (``stopping_step`` 10). RecBole's
+own trainer (``recbole.utils.early_stopping``) waits for an 11th epoch without a gain before it stops, so
+its pick differs from this one only if that 11th epoch beats the best. Rows go to
 ``bench/recbole_plateau.json`` after each epoch, so a run cut short keeps what it measured and a rerun
 with the same seed resumes nothing (RecBole cannot resume): it is redone only with ``--force``.
 
@@ -71,8 +73,8 @@ for epoch in range(args["max_epochs"]):
 
 
 def selected(epochs: list[dict], stopping_step: int = STOPPING_STEP) -> dict | None:
-    """RecBole's early stopping on validation NDCG@10: the best epoch so far, until ``stopping_step``
-    epochs pass without a gain; None while the run has not stopped yet."""
+    """Early stopping on validation NDCG@10: the best epoch so far, once ``stopping_step`` epochs have
+    passed without a gain; None while the run has not stopped yet."""
     best = None
     for e in epochs:
         if best is None or e["val_ndcg@10"] > best["val_ndcg@10"]:

@@ -8,11 +8,12 @@ A variant is NAME:FIELD=VALUE,... over FinetuneConfig and SASRecConfig fields (e
 ``sasrec_stride`` S: a training window ends every S items, each keeping only its last S positions as
 targets, so every target is trained once per epoch and sees at least 50 - S items before it (S = 1:
 RecBole's one-sample-per-prefix scheme, computed as windows). Rows (test NDCG@10 / HR@10, best epoch,
-training seconds) are appended to ``--json`` as they finish.
+training seconds) are appended to ``--json`` as they finish; ``--curve`` adds the test NDCG@10 after every
+epoch (to see where training plateaus; the selected row still comes from validation).
 
 ``--data DIR`` tunes the control on an LSVCR dataset instead (the A/B's control config as the base).
 
-Usage: python bench/sr_tune.py [--variants NAME:F=V,... ...] [--seeds 0 1] [--threads 1] [--data DIR] [--json OUT]
+Usage: python bench/sr_tune.py [--variants NAME:F=V,... ...] [--seeds 0 1] [--threads 1] [--data DIR] [--json OUT] [--curve]
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="an LSVCR dataset dir (e.g. bench/.cache/align_study/data): tune the "
                     "control as the A/B trains it there (FinetuneConfig(model='sasrec'), SASRecConfig()) instead of ml-100k")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--curve", action="store_true", help="also record full-ranking test NDCG@10 after every epoch "
+                    "(the curve only: selection stays on validation)")
     args = ap.parse_args(argv)
 
     import torch
@@ -74,9 +77,21 @@ def main(argv: list[str] | None = None) -> int:
         name, cfg, model_cfg = parse_variant(spec, base, mcfg)
         for seed in args.seeds:
             t0 = time.perf_counter()
-            progress = lambda _m, r, name=name, seed=seed: print(  # one line per epoch: a run takes up to hours
-                f"  {name} seed {seed} epoch {r['epoch']}: val NDCG@5 {r['val_ndcg@5']:.4f} ({r['train_seconds']:.0f} s)",
-                file=sys.stderr, flush=True)
+            curve = []
+
+            def progress(m, r, name=name, seed=seed):  # one line per epoch: a run takes up to hours
+                extra = ""
+                if args.curve:  # eval mode, no grad, no random draw: training goes on exactly as without it
+                    m.eval()
+                    with torch.no_grad():
+                        t = evaluate(ModelScorer(m, ("video",)), ds, EvalConfig(protocol="full", split="test"),
+                                     ("video",))["tasks"]["video"]["ndcg@10"]
+                    m.train()
+                    curve.append(t)
+                    extra = f"  test NDCG@10 {t:.4f}"
+                print(f"  {name} seed {seed} epoch {r['epoch']}: val NDCG@5 {r['val_ndcg@5']:.4f}{extra} "
+                      f"({r['train_seconds']:.0f} s)", file=sys.stderr, flush=True)
+
             model, rep = train_sasrec(ds, replace(cfg, seed=seed), model_cfg, on_epoch=progress)
             res, sampled = (evaluate(ModelScorer(model, ("video",)), ds, EvalConfig(protocol=protocol, split="test", seed=seed),
                                      ("video",))["tasks"]["video"] for protocol in ("full", "sampled100"))
@@ -85,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                    "test_ndcg@10_sampled100": sampled["ndcg@10"],
                    "best_epoch": rep.best_epoch, "epochs": len(rep.epochs), "val_ndcg@5": rep.best_val_ndcg5,
                    "train_s": rep.train_seconds, "wall_s": time.perf_counter() - t0}
+            if args.curve:
+                row["test_ndcg@10_curve"] = curve
             rows.append(row)
             print(f"{name:12s} seed {seed}: test NDCG@10 {row['test_ndcg@10']:.4f} HR@10 {row['test_hr@10']:.4f} "
                   f"(sampled-100 NDCG@10 {row['test_ndcg@10_sampled100']:.4f}) "
