@@ -30,31 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT.parent), str(ROOT)]
 
-from sr_train import CACHE, ensure_data, ensure_recbole_venv  # noqa: E402
+from sr_train import CACHE, RECBOLE_SETUP, ensure_data, ensure_recbole_venv  # noqa: E402
 
 OUT = ROOT / "recbole_plateau.json"
 STOPPING_STEP = 10
 
-RUNNER = r'''
-import json, sys, time
-import torch
-args = json.loads(sys.argv[1])
-torch.set_num_threads(args["threads"])
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
-from recbole.model.sequential_recommender import SASRec
-from recbole.trainer import Trainer
-from recbole.utils import init_seed
-torch.autograd.set_detect_anomaly(False)  # recbole's sine.py turned it on at import
-cfg = Config(model="SASRec", dataset="ml-100k", config_dict={
-    "data_path": args["data_path"], "seed": args["seed"], "show_progress": False, "checkpoint_dir": args["ckpt"],
-    "train_neg_sample_args": None, "loss_type": "CE", "metrics": ["NDCG", "Hit", "MRR"], "topk": [10],
-    "valid_metric": "NDCG@10", "log_wandb": False, "state": "WARNING"})
-init_seed(cfg["seed"], cfg["reproducibility"])
-dataset = create_dataset(cfg)
-train, valid, test = data_preparation(cfg, dataset)
-model = SASRec(cfg, train.dataset).to(cfg["device"])
-trainer = Trainer(cfg, model)
+RUNNER = RECBOLE_SETUP + r'''
 print("CONFIG " + json.dumps({k: cfg[k] for k in ("hidden_size", "inner_size", "n_layers", "n_heads",
       "hidden_dropout_prob", "attn_dropout_prob", "learning_rate", "train_batch_size", "MAX_ITEM_LIST_LENGTH",
       "loss_type", "eval_args")} | {"train_samples": len(train.dataset), "test_users": len(test.dataset)},

@@ -36,7 +36,8 @@ DATA = CACHE / "ml-100k"
 RECBOLE_PINS = ["torch==2.13.0", "recbole==1.2.1", "setuptools<81", "numpy<2", "pandas<3", "scipy<1.15",
                 "scikit-learn<1.6"]
 
-RECBOLE_RUNNER = r'''
+# RecBole's SASRec on ml-100k with its defaults: cfg, train/valid/test, model and trainer (the runners' common start)
+RECBOLE_SETUP = r'''
 import json, sys, time
 import torch
 args = json.loads(sys.argv[1])
@@ -49,13 +50,16 @@ from recbole.utils import init_seed
 torch.autograd.set_detect_anomaly(False)  # recbole's sine.py turned it on at import
 cfg = Config(model="SASRec", dataset="ml-100k", config_dict={
     "data_path": args["data_path"], "seed": args["seed"], "show_progress": False, "checkpoint_dir": args["ckpt"],
-    "train_neg_sample_args": None, "loss_type": "CE", "metrics": ["NDCG", "Hit"], "topk": [10],
+    "train_neg_sample_args": None, "loss_type": "CE", "metrics": ["NDCG", "Hit", "MRR"], "topk": [10],
     "valid_metric": "NDCG@10", "log_wandb": False, "state": "WARNING"})
 init_seed(cfg["seed"], cfg["reproducibility"])
 dataset = create_dataset(cfg)
 train, valid, test = data_preparation(cfg, dataset)
 model = SASRec(cfg, train.dataset).to(cfg["device"])
 trainer = Trainer(cfg, model)
+'''
+
+RECBOLE_RUNNER = RECBOLE_SETUP + r'''
 n_samples = len(train.dataset)
 out = {"samples_per_epoch": n_samples, "epochs": []}
 spent = 0.0
