@@ -2,7 +2,8 @@
 
 The section between the two markers below is replaced by `runs/demo/summary.md` (the last
 `make demo`) and the figures of `bench/results.md` (the last `make bench`), so no result in the
-README is typed by hand. `make demo` and `make bench` run this at the end.
+README is typed by hand. `make demo` and `make bench` run this at the end; without a demo run
+(`--demo` has no summary.md) the README's demo block is kept as it is.
 
     python bench/update_readme.py [--demo runs/demo]
 """
@@ -50,6 +51,11 @@ def main() -> None:
     block = (f"{START}\n\n### The demo\n\n{demo_block(args.demo.resolve())}\n"
              f"### The benchmarks\n\n{bench_block(ROOT / 'bench' / 'results.md')}\n{END}")
     head, rest = text.split(START, 1)
+    if not (args.demo / "summary.md").is_file():  # no demo run on this machine: keep the README's last one
+        old = rest.split(END, 1)[0]
+        if "### The demo\n\n" in old and "### The benchmarks" in old:
+            kept = old.split("### The demo\n\n", 1)[1].split("### The benchmarks", 1)[0]
+            block = block.replace(f"### The demo\n\n{demo_block(args.demo.resolve())}\n", f"### The demo\n\n{kept}", 1)
     new = head + block + rest.split(END, 1)[1]
     atomic.write_text(readme, new)
     print(f"updated the Results section of {readme}")
