@@ -12,8 +12,9 @@
   ``sine.py`` which calls ``torch.autograd.set_detect_anomaly(True)`` at import; we switch it off
   again after importing RecBole (identical results, 1.3-1.9x faster) — the fair comparison.
 * Accuracy: test NDCG@10 / HR@10 of ours at convergence (early stopping on validation NDCG@5, full
-  ranking) and of RecBole after the same training wall-clock time (evaluation excluded on both
-  sides); ``--long`` also after ten times that.
+  ranking, patience 10 as RecBole's stopping_step) and of RecBole after the same training wall-clock
+  time (evaluation excluded on both sides); ``--long`` also after ten times that. At the end, the
+  stored plateau rows of runs too long for this benchmark (bench/recbole_plateau.py, bench/sr_tune.py).
 
 Usage: python bench/sr_train.py [--threads 1] [--long] [--seed 0]
 """
@@ -79,13 +80,13 @@ print("RESULT " + json.dumps(out))
 '''
 
 
-def recbole_protocol(*, max_epochs: int = 200, batch: int = 128, seed: int = 0, threads: int = 1):
+def recbole_protocol(*, max_epochs: int = 200, batch: int = 128, seed: int = 0, threads: int = 1, patience: int = 5):
     """Our SASRec under RecBole's SASRec defaults (hidden 64, 2 layers, 2 heads, dropout 0.5, lr 1e-3, no weight
     decay, full softmax) with early stopping on full-ranking validation NDCG@5: (SASRecConfig, FinetuneConfig)."""
     from lsvcr.config import FinetuneConfig, SASRecConfig
 
     return (SASRecConfig(dropout=0.5, full_softmax_max_items=10**9),
-            FinetuneConfig(model="sasrec", epochs=max_epochs, patience=5, lr=1e-3, weight_decay=0.0,
+            FinetuneConfig(model="sasrec", epochs=max_epochs, patience=patience, lr=1e-3, weight_decay=0.0,
                            sasrec_batch_size=batch, val_protocol="full", seed=seed, threads=threads))
 
 
@@ -157,7 +158,8 @@ def main() -> None:
     n_targets = len(ds.splits["video"]["train"])
     print(f"ml-100k: {ds.n_videos - 1} items, {len(ds.splits['video']['test'])} test users, "
           f"{n_targets:,} training targets per epoch; torch threads {a.threads}", flush=True)
-    mcfg, fcfg = recbole_protocol(max_epochs=a.max_epochs, batch=a.batch, seed=a.seed, threads=a.threads)
+    mcfg, fcfg = recbole_protocol(max_epochs=a.max_epochs, batch=a.batch, seed=a.seed, threads=a.threads,
+                                  patience=10)  # RecBole's stopping_step
 
     # 1. ours, to convergence
     ours, rep = train_sasrec(ds, fcfg, mcfg)
