@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT.parent), str(ROOT)]
 
+import atomic  # noqa: E402
 from sr_train import CACHE, RECBOLE_SETUP, ensure_data, ensure_recbole_venv  # noqa: E402
 
 OUT = ROOT / "recbole_plateau.json"
@@ -83,9 +84,7 @@ def run_seed(py: Path, seed: int, threads: int, max_epochs: int, rows: dict) -> 
             row["stopped"] = selected(row["epochs"])
             rows.update(json.loads(OUT.read_text()) if OUT.is_file() else {})  # seeds run beside this one
             rows[str(seed)] = row
-            tmp = OUT.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(rows, indent=1, sort_keys=True))
-            tmp.replace(OUT)
+            atomic.write_text(OUT, json.dumps(rows, indent=1, sort_keys=True))
             if row["stopped"] is not None:
                 p.kill()
                 break

@@ -48,15 +48,14 @@ def main() -> None:
     text = readme.read_text()
     if START not in text or END not in text:
         raise SystemExit(f"{readme}: the results markers are missing")
-    block = (f"{START}\n\n### The demo\n\n{demo_block(args.demo.resolve())}\n"
-             f"### The benchmarks\n\n{bench_block(ROOT / 'bench' / 'results.md')}\n{END}")
     head, rest = text.split(START, 1)
-    if not (args.demo / "summary.md").is_file():  # no demo run on this machine: keep the README's last one
-        old = rest.split(END, 1)[0]
-        if "### The demo\n\n" in old and "### The benchmarks" in old:
-            kept = old.split("### The demo\n\n", 1)[1].split("### The benchmarks", 1)[0]
-            block = block.replace(f"### The demo\n\n{demo_block(args.demo.resolve())}\n", f"### The demo\n\n{kept}", 1)
-    new = head + block + rest.split(END, 1)[1]
+    old, tail = rest.split(END, 1)
+    if not (args.demo / "summary.md").is_file() and "### The demo\n\n" in old and "### The benchmarks" in old:
+        demo = old.split("### The demo\n\n", 1)[1].split("### The benchmarks", 1)[0]  # no demo run here: keep the last
+    else:
+        demo = f"{demo_block(args.demo.resolve())}\n"
+    block = f"{START}\n\n### The demo\n\n{demo}### The benchmarks\n\n{bench_block(ROOT / 'bench' / 'results.md')}\n{END}"
+    new = head + block + tail
     atomic.write_text(readme, new)
     print(f"updated the Results section of {readme}")
 
