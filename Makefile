@@ -31,7 +31,7 @@ chromium: | $(PY)
 	  fi; }
 
 demo: $(STAMP)
-	$(VENV)/bin/lsvcr demo --out runs/demo
+	$(VENV)/bin/lsvcr demo --out runs/demo --overwrite
 	$(PY) bench/update_readme.py --demo runs/demo
 
 # one pytest-xdist worker per core; a test file stays on one worker (its module fixtures are built once)

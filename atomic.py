@@ -14,6 +14,13 @@ anything fails before that, the temporary is removed and the destination is left
     publish_dir(src, dst)            what publishing_dir does at the end: move the finished directory
                                      ``src`` to ``dst``; an old ``dst`` is removed only once ``src`` is in place
                                      (``replace=False``: publish only into a missing or empty ``dst``)
+    check_output(path, inputs=...)   before a command does its work: refuse (``OutputError``) an output that
+                                     is, or holds, one of the command's inputs, and one that exists (a
+                                     non-empty directory, or a file) unless the user asked to overwrite it
+
+Temporaries carry their writer's process id and host (``.NAME.PID-HOST-RANDOM.tmp``): a run that was
+killed leaves them behind, and the next write to the same ``NAME`` from this host removes those whose
+process is gone (a live writer's are never touched).
 
 ``tmp`` ends in ``.tmp``: name the format explicitly to a library that would infer it from the
 extension (DuckDB's ``COPY ... TO`` needs ``(FORMAT parquet)``; ``numpy.save`` would append ``.npy``).
@@ -25,14 +32,47 @@ atomicity towards other readers does not need it). Temporaries get the permissio
 """
 from __future__ import annotations
 
+import ctypes
+import glob
+import hashlib
 import os
 import secrets
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["publish_dir", "publishing_dir", "write_bytes", "write_text", "writing"]
+__all__ = ["OutputError", "check_output", "publish_dir", "publishing_dir", "write_bytes", "write_text", "writing"]
+
+
+class OutputError(FileExistsError):
+    """Refused: writing the output would lose something the user has (the message names it)."""
+
+
+def check_output(path: str | os.PathLike, *, inputs=(), overwrite: bool | None = False, flag: str = "--out") -> None:
+    """Refuse to write ``path`` where that would lose data, before any work is done:
+
+    * never when ``path`` is one of ``inputs`` or a folder holding one (even with ``overwrite``);
+    * unless ``overwrite``, not when ``path`` is a file or a non-empty directory already
+      (``overwrite=None``: the command has no ``--overwrite``, and the message does not offer it).
+
+    ``flag`` names the option in the message. Raises ``OutputError``."""
+    path = Path(path)
+    where = path.resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if source == where or where in source.parents:
+            what = "is" if source == where else "holds"
+            raise OutputError(f"{flag} {path} {what} the input {item}: writing there would destroy it; choose another {flag}")
+    if not os.path.lexists(path) or overwrite:
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    remedy = "or remove it" if overwrite is None else "or pass --overwrite to replace it"
+    raise OutputError(f"{flag} {path} already exists and is not empty: choose another {flag}, {remedy}")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, *, parents: bool = False, fsync: bool = False) -> None:
@@ -55,6 +95,7 @@ def writing(path: str | os.PathLike, *, parents: bool = False, fsync: bool = Fal
     path = Path(path)
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = _temp_name(path)
     try:
         yield tmp
@@ -76,6 +117,7 @@ def publishing_dir(path: str | os.PathLike, *, replace: bool = True, parents: bo
     path = Path(path)
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = _temp_dir(path)
     try:
         yield tmp
@@ -89,8 +131,9 @@ def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, replace: bool
                 fsync: bool = False) -> None:
     """Move the finished directory ``src`` to ``dst`` (same file system). An existing ``dst`` directory
     is first moved aside, and deleted only once ``src`` is in place; if the move fails it is put back.
-    With ``replace=False`` an existing ``dst`` must be empty (else FileExistsError, and ``src`` stays).
-    Raises NotADirectoryError when ``dst`` exists and is not a directory."""
+    With ``replace=False`` an existing ``dst`` must be empty (else ``OutputError``, and ``src`` stays).
+    Raises NotADirectoryError when ``dst`` exists and is not a directory. Where the file system can
+    exchange two names in one step (Linux ``renameat2``), a reader of ``dst`` never finds it missing."""
     src, dst = Path(src), Path(dst)
     if fsync:
         for root, _, files in os.walk(src):
@@ -103,7 +146,12 @@ def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, replace: bool
         if not dst.is_dir():
             raise NotADirectoryError(f"{dst} exists and is not a directory")
         if not replace and any(dst.iterdir()):
-            raise FileExistsError(f"{dst} exists and is not empty")
+            raise OutputError(f"{dst} already exists and is not empty")
+        if _exchange(src, dst):  # src now holds the old directory
+            shutil.rmtree(src, ignore_errors=True)
+            if fsync:
+                _fsync(dst.parent)
+            return
         aside = _temp_dir(dst)  # a fresh directory to hold the old one, so no name can clash
         os.rename(dst, aside / dst.name)
         try:
@@ -117,8 +165,50 @@ def publish_dir(src: str | os.PathLike, dst: str | os.PathLike, *, replace: bool
         _fsync(dst.parent)
 
 
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")  # unique across processes and hosts
+    """``.NAME.PID-HOST-RANDOM.tmp``: unique across processes and hosts, and its owner is known."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{_HOST}-{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` left by killed writers on this host; returns what it removed."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        owner = tmp.name[len(path.name) + 2: -len(".tmp")].split("-")
+        if len(owner) != 3 or owner[1] != _HOST or not owner[0].isdigit() or _alive(int(owner[0])):
+            continue
+        _remove(tmp)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+_RENAME_EXCHANGE = 2
+try:
+    _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+except (AttributeError, OSError):  # not Linux with glibc >= 2.28
+    _renameat2 = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the names ``a`` and ``b`` in one step (Linux); False where the system cannot."""
+    if _renameat2 is None:
+        return False
+    at_fdcwd = -100
+    return _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
 def _temp_dir(path: Path) -> Path:

@@ -12,15 +12,40 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+import atomic
 import pipeline
 from abtest.errors import InputError as AbtestInputError
 from lsvcr.errors import InputError as LsvcrInputError
 from simulator.errors import InputError as SimulatorInputError
 
-INPUT_ERRORS = (SimulatorInputError, AbtestInputError, LsvcrInputError)
+INPUT_ERRORS = (SimulatorInputError, AbtestInputError, LsvcrInputError, atomic.OutputError)
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The app's group: a usage error (unknown option, a value of the wrong type, a missing argument)
+    is one line on stderr and exit code 2, like every other bad input, instead of click's framed box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.exceptions.TyperException as e:  # typer's click exceptions: usage errors
+            if type(e).__name__ == "NoArgsIsHelpError":  # `lsvcr abtest` alone: its help, as typer does
+                e.show()
+            else:
+                where = e.ctx.command_path if getattr(e, "ctx", None) is not None else "lsvcr"
+                say_error(f"{where}: {e.format_message()} (see {where} --help)")
+            code = e.exit_code
+        except typer.Abort:
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="LSVCR toolkit: train the LLM-enhanced joint video & comment recommender, simulate a "
     "short-video platform with comment sections, and decide with A/B statistics whether it beats "
     "today's recommender.",
@@ -33,13 +58,18 @@ abtest_app = typer.Typer(help="Run and analyse A/B experiments; compare policies
 app.add_typer(data_app, name="data")
 app.add_typer(abtest_app, name="abtest")
 
-console = Console()
-err_console = Console(stderr=True)
+# markup off: user text (paths, column names, metric names) is printed as it is, brackets included
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def say_error(message: str) -> None:
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
 
 
 def fail(message: str) -> None:
     """Print one clear line and exit with code 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    say_error(message)
     raise typer.Exit(2)
 
 
@@ -52,10 +82,22 @@ def handles_input_errors(fn):
             return fn(*args, **kwargs)
         except INPUT_ERRORS as e:
             fail(str(e))
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
             fail(f"{e.strerror or type(e).__name__}: {e.filename}")
 
     return wrapper
+
+
+OVERWRITE_HELP = "Replace an existing non-empty --out (never one that is, or holds, an input)."
+
+
+def check_file_output(out: Path, inputs, overwrite: bool, fmt: str) -> None:
+    """Refuse an --out file that exists (unless --overwrite) or is an input, before any work; for a
+    markdown report also its plot (abtest.render.plot_path)."""
+    from abtest.render import plot_path
+
+    for path in [out, plot_path(out)] if fmt == "markdown" else [out]:
+        atomic.check_output(path, inputs=inputs, overwrite=overwrite)
 
 
 class TableOrJson(str, Enum):
@@ -76,7 +118,7 @@ class ReportFormat(str, Enum):
 
 def print_warnings(warnings) -> None:
     for warning in warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", str(warning)), highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -96,7 +138,7 @@ def progress_bar(label: str, total: float, quiet: bool = False):
 RAY_HELP = ("Run the users as Ray shards (one actor per shard; each day's deltas exchanged through Ray). "
             "Without --ray-address: a local Ray with this machine's cores. The run directory is the one-process run's.")
 RAY_ADDRESS_HELP = "Join this Ray cluster: auto (the running cluster) or HOST:PORT. Implies --ray."
-RAY_SHARDS_HELP = "Shard actors on Ray (default: the cluster's CPUs). Implies --ray."  # no [..]: rich markup
+RAY_SHARDS_HELP = "Shard actors on Ray (default: the cluster's CPUs). Implies --ray."
 
 
 def ray_options(ray: bool, address: Optional[str], shards: Optional[int]):
@@ -119,7 +161,7 @@ def render_simulation_summary(summary: dict) -> None:
         table.add_column(col, justify="left" if col == "metric" else "right")
     for row in summary["calibration"]:
         ok = row["within_30pct"]
-        mark = "–" if ok is None else ("[green]yes[/]" if ok else "[red]no[/]")
+        mark = "–" if ok is None else (Text("yes", "green") if ok else Text("no", "red"))
         target = "–" if row["target"] is None else f"{row['target']:g}"
         table.add_row(row["metric"], f"{row['value']:.4f}", target, mark)
     console.print(table)
@@ -134,14 +176,14 @@ def render_simulation_summary(summary: dict) -> None:
 @handles_input_errors
 def simulate(
     out: Path = typer.Option(..., "--out", help="Run directory to create (must not exist or be empty)."),
-    users: Optional[int] = typer.Option(None, "--users", help="Simulated users [default 2000]."),
-    videos: Optional[int] = typer.Option(None, "--videos", help="Videos in the catalogue [default 1000]."),
-    days: Optional[int] = typer.Option(None, "--days", help="Simulated days [default 2]."),
+    users: Optional[int] = typer.Option(None, "--users", help="Simulated users (default 2000)."),
+    videos: Optional[int] = typer.Option(None, "--videos", help="Videos in the catalogue (default 1000)."),
+    days: Optional[int] = typer.Option(None, "--days", help="Simulated days (default 2)."),
     policy: str = typer.Option("popularity", "--policy", help="random | popularity | oracle (ranks by the latent truth: the ceiling)."),
     explore: Optional[float] = typer.Option(None, "--explore", metavar="EPS", help="ε-exploration: with probability EPS show a uniformly random slate (logs exact propensities)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", metavar="T", help="Sample slates from softmax(score/T) (Plackett–Luce; logs exact propensities)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the world and every user's random streams [default 0]."),
-    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML with [world], [behaviour], [run] tables overriding any field of simulator.config."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the world and every user's random streams (default 0)."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.toml", help="TOML with world, behaviour and run tables overriding any field of simulator.config."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="i/n", help="Simulate users with user_id % n == i; shards exchange daily world deltas through OUT/_exchange."),
     ray: bool = typer.Option(False, "--ray", help=RAY_HELP),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDR", help=RAY_ADDRESS_HELP),
@@ -180,7 +222,7 @@ class TerminalDisplay:
     console = console  # the trainers' progress lines
 
     def stage(self, title: str) -> None:
-        console.rule(f"[bold]{title}")
+        console.rule(Text(title, "bold"))
 
     def progress(self, label: str, total: float):
         return progress_bar(label, total)
@@ -211,7 +253,7 @@ class TerminalDisplay:
 
 
 def render_demo_summary(result: pipeline.DemoResult) -> None:
-    console.rule("[bold]summary")
+    console.rule(Text("summary", "bold"))
     console.print("\n".join([*result.summary, "", "| stage | seconds |", "|---|---|"]
                             + [f"| {k} | {v:.0f} |" for k, v in result.timings.items()]), highlight=False)
     console.print(f"every artifact is in {result.out}")
@@ -222,13 +264,14 @@ def render_demo_summary(result: pipeline.DemoResult) -> None:
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Directory for every artifact of the demo."),
     quick: bool = typer.Option(False, "--quick", help="A small world for a fast look (about 3 minutes)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the world, the users, the training and the offline bootstrap."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the artifacts of an earlier demo in --out (make demo does)."),
 ) -> None:
     """The whole pipeline on the embedded default world: simulate under an exploring logging policy,
     build the dataset, train SASRec (control) and LSVCR (treatment), evaluate offline, compare the arms
     off-policy from the logs, run an online A/B with a pre-period, report, and call it:
     ship / don't ship / inconclusive."""
-    render_demo_summary(pipeline.run_demo(out, quick, seed, TerminalDisplay()))
+    render_demo_summary(pipeline.run_demo(out, quick, seed, TerminalDisplay(), overwrite))
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,6 +302,7 @@ def data_build(
     long_play_fraction: float = typer.Option(0.8, "--long-play-fraction", help="A play is positive when watch seconds >= this fraction of the duration."),
     long_read_s: float = typer.Option(2.5, "--long-read-s", help="A comment read of at least this many seconds is an interaction."),
     history_len: int = typer.Option(50, "--history-len", help="Most recent history entries kept per example."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Build the dataset (photo.json, comment.json, rec.*.json, comm_rank.*.json, id lists) from a
     simulation's event log, with leave-last-out splits, and print its statistics.
@@ -267,7 +311,7 @@ def data_build(
     """
     from lsvcr.data.build import BuildConfig, build_and_write
 
-    render_dataset_stats(build_and_write(run_dir, out, BuildConfig(long_play_fraction, long_read_s, history_len)), out)
+    render_dataset_stats(build_and_write(run_dir, out, BuildConfig(long_play_fraction, long_read_s, history_len), overwrite), out)
     console.print(f"wrote {out}")
 
 
@@ -278,7 +322,8 @@ def data_import_recbole(
     out: Path = typer.Option(..., "--out", help="Dataset directory to write."),
     item: Optional[Path] = typer.Option(None, "--item", help="The .item file (default: beside the .inter)."),
     title_field: Optional[str] = typer.Option(None, "--title-field", help="Item field holding the title (default: the first field whose name contains 'title')."),
-    history_len: int = typer.Option(50, "--history-len"),
+    history_len: int = typer.Option(50, "--history-len", help="Most recent history entries kept per example."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Import RecBole atomic files as a video-only dataset (leave-one-out by timestamp).
 
@@ -286,7 +331,7 @@ def data_import_recbole(
     """
     from lsvcr.data.recbole import import_and_write
 
-    render_dataset_stats(import_and_write(inter, out, item, title_field, history_len), out)
+    render_dataset_stats(import_and_write(inter, out, item, title_field, history_len, overwrite), out)
     console.print(f"wrote {out}")
 
 
@@ -373,7 +418,7 @@ def train(
     align_epochs: int = typer.Option(1, "--align-epochs", help="Stage 1 epochs."),
     align_steps: Optional[int] = typer.Option(None, "--align-steps", help="Stop stage 1 after this many steps (CPU budgets)."),
     max_prompt_tokens: int = typer.Option(4096, "--max-prompt-tokens", help="Stage 1: prompt + response tokens (official: 3840 + 256), clamped to the LLM's context (MiniLM: 512); oldest history lines are dropped first, never the response."),
-    max_response_tokens: Optional[int] = typer.Option(None, "--max-response-tokens", help="Stage 1, decoder LLMs: the response's tokens [default: the official 256, at most half of --max-prompt-tokens]."),
+    max_response_tokens: Optional[int] = typer.Option(None, "--max-response-tokens", help="Stage 1, decoder LLMs: the response's tokens (default: the official 256, at most half of --max-prompt-tokens)."),
     bf16_autocast: bool = typer.Option(False, "--bf16-autocast", help="Stage 1: run the LLM's matmuls in bfloat16 (faster where the CPU has avx512_bf16 or AMX; another rounding, so off by default; bench/align_speed.py)."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Stage 1: checkpoint every N steps (0: never)."),
     resume: bool = typer.Option(False, "--resume", help="Stage 1: continue an interrupted run from its checkpoint (same options)."),
@@ -386,6 +431,7 @@ def train(
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (on a shared box 1 beats 2; stage 1 on an idle 2-core machine: 2, 1.6x faster)."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Read the original code's pickled id lists (pickle can run code)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP + " With --stage all, also the aligned dir."),
 ) -> None:
     """Train a recommender: LSVCR (stage 1 alignment with an LLM under LoRA, stage 2 fine-tuning) or
     the SASRec control.
@@ -400,7 +446,7 @@ def train(
         align_batch_size=align_batch_size, align_lr=align_lr, align_epochs=align_epochs, align_steps=align_steps,
         max_prompt_tokens=max_prompt_tokens, max_response_tokens=max_response_tokens, bf16_autocast=bf16_autocast, checkpoint_every=checkpoint_every, resume=resume, ddp=ddp,
         selection=selection, epochs=epochs, batch_size=batch_size, device=device, seed=seed, threads=threads,
-        allow_pickle=allow_pickle, quiet=quiet)
+        allow_pickle=allow_pickle, quiet=quiet, overwrite=overwrite)
     render_training(run_training(request, err_console, render_stage1))
 
 
@@ -463,6 +509,7 @@ def abtest_report(
     engine: str = typer.Option("duckdb", "--engine", help="Where the metrics' SQL runs: duckdb (embedded) | spark (PySpark 4; only aggregates leave the cluster)."),
     spark_master: Optional[str] = typer.Option(None, "--spark-master", metavar="URL", help="Spark master, e.g. local[4] or spark://host:7077 (default: local[*])."),
     table: Optional[str] = typer.Option(None, "--table", metavar="NAME", help="A per-unit table the engine knows by name (Spark: catalog or Hive table) instead of INPUT."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file (and its plot)."),
 ) -> None:
     """Analyse an experiment: SRM, lifts with CIs, CUPED, ratio metrics, corrections.
 
@@ -479,6 +526,8 @@ def abtest_report(
         alpha=alpha, correction=correction, scope=scope, sequential=sequential, split=parse_split(split),
         srm_alpha=srm_alpha, winsorize=winsorize, mann_whitney=mann_whitney, engine=engine,
         spark_master=spark_master)
+    if out is not None:
+        check_file_output(out, [input], overwrite, fmt.value)
     report = build_report(input, config, table=table)
     print_warnings(report.warnings)
     for path in emit(report, fmt.value, out, console):
@@ -533,12 +582,12 @@ def abtest_run(
     control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC (ignored with --aa)."),
     out: Path = typer.Option(..., "--out", help="A/B run directory to create."),
-    users: Optional[int] = typer.Option(None, "--users", help="Users in the experiment [default: the world's]."),
+    users: Optional[int] = typer.Option(None, "--users", help="Users in the experiment (default: the world's)."),
     pre_days: int = typer.Option(1, "--pre-days", help="Days with everyone on control before the split (CUPED covariates)."),
     days: int = typer.Option(1, "--days", help="Experiment days after the pre-period."),
     split: float = typer.Option(0.5, "--split", help="Share of users in treatment."),
     salt: str = typer.Option("lsvcr-ab", "--salt", help="Salt of the hash assignment (a new salt reshuffles users)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the users' behavioural noise [default: the world's seed + 1]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the users' behavioural noise (default: the world's seed + 1)."),
     aa: bool = typer.Option(False, "--aa", help="A/A test: control against a second copy of itself."),
     ray: bool = typer.Option(False, "--ray", help=RAY_HELP + " Each shard loads the policies once."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", metavar="ADDR", help=RAY_ADDRESS_HELP),
@@ -648,14 +697,15 @@ def abtest_offline(
     logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --temperature T, or --explore EPS): slates.parquet with propensities."),
     control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
-    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes [default: the first three]."),
+    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes (default: the first three)."),
     estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="Values each logged request under a policy: model-pcm (default; it validated best against the online A/B in bench/ope_validation.py: comment sections valued by a cascade click model - open on the preview, read on, reward per position - each factor estimated with position-wise weights P_target(item at its position) / P_logging(...); the feed as model-pdr) | model-pdr (the user-response models fitted on the logs, feed and comment section, corrected by position-wise weights, self-normalised per position) | model-dr (the models corrected by cascade prefix weights: unbiased whatever links positions, but a deterministic target matches few logged prefixes) | model (the models alone) | cascade-ips (the prefix weights alone) | cascade-dr, dm (an item x position reward model with or without the prefix weights) | iips, dr (position-wise weights alone or with that model)."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
-    bootstrap: int = typer.Option(pipeline.DEFAULT_BOOTSTRAP, "--bootstrap", metavar="B", help="The interval from B user-bootstrap replicates, the session model refitted on each (with --hold-sessions: model / model-dr / model-pdr only, the response model refitted; model-pcm's comment factor, weights only, keeps its normal-approximation interval; 0: normal approximation)."),
+    bootstrap: int = typer.Option(pipeline.DEFAULT_BOOTSTRAP, "--bootstrap", metavar="B", help="The interval from B user-bootstrap replicates, the session model refitted on each (with --hold-sessions: model / model-dr / model-pdr only, the response model refitted; model-pcm's comment factor, weights only, keeps its normal-approximation interval; 0: normal approximation, with --hold-sessions only; else at least 2)."),
     hold_sessions: bool = typer.Option(False, "--hold-sessions", help="Hold the logged sessions fixed (the per-request quantity: no effect on session length or returns; sessions not identified) instead of the session model."),
     alpha: float = typer.Option(0.05, "--alpha", help="Intervals are 1 - alpha (normal approximation, clustered by user)."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format"),
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
 
@@ -673,8 +723,8 @@ def abtest_offline(
     import io
     import json
 
-    from abtest.render import write_atomic
-
+    if out is not None:
+        check_file_output(out, [logs], overwrite, fmt.value)
     prediction = pipeline.offline_prediction(logs, control, treatment, metric or None, estimator, alpha, detail, bootstrap,
                                              status=err_console.status, hold_sessions=hold_sessions)
     print_warnings(prediction.warnings)
@@ -691,7 +741,7 @@ def abtest_offline(
     if out is None:
         typer.echo(text)
     else:
-        write_atomic(out, text.encode())
+        atomic.write_text(out, text)
         err_console.print(f"wrote {out}", highlight=False)
 
 

@@ -159,7 +159,7 @@ class OfflinePrediction:
         return d
 
 
-def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int) -> None:
+def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int, hold_sessions: bool = False) -> None:
     """Raise ``InputError`` for an option ``offline_prediction`` cannot use."""
     from abtest.offline_ab import ESTIMATORS, METRICS
 
@@ -172,6 +172,11 @@ def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int)
             raise AbtestInputError(f"--metric {m!r}: choose among {', '.join(METRICS)}")
     if bootstrap < 0:
         raise AbtestInputError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if bootstrap == 1:
+        raise AbtestInputError("--bootstrap 1: a percentile interval needs at least 2 replicates (0: normal approximation)")
+    if bootstrap == 0 and not hold_sessions:
+        raise AbtestInputError("--bootstrap 0 (normal approximation) needs --hold-sessions: the session model's "
+                               "intervals are a user bootstrap (give at least 2 replicates; default 30)")
 
 
 def response_models(log):
@@ -271,7 +276,7 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
     from abtest.ope import compare
     from simulator.replay import load_run, replay
 
-    check_offline_options(estimator, alpha, metrics, bootstrap)
+    check_offline_options(estimator, alpha, metrics, bootstrap, hold_sessions)
     metrics = list(metrics or DEFAULT_METRICS)
     needs_marginals = detail or estimator in ("iips", "dr", "model-pdr", "model-pcm")
     log = load_run(logs)
@@ -301,8 +306,9 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
             result["warnings"].append(f"{m['name']}: not identified by per-request weights (the logged request stream "
                                       f"is held fixed), so no offline prediction is given")
         if "no_estimate" in m["flags"]:
-            result["warnings"].append(f"{m['name']}: no prediction: an arm's estimate is zero (no logged slate matches "
-                                      f"its prefixes), so the ratio is undefined; try --estimator cascade-dr or model")
+            result["warnings"].append(f"{m['name']}: no prediction: an arm's estimate is zero or undefined on these logs "
+                                      f"(no logged slate matches its prefixes, or its bootstrap replicates do not), so the "
+                                      f"ratio is undefined; try --estimator cascade-dr or model")
         for arm in ("control", "treatment"):
             a = m[arm]
             if a and "no_support" in a["flags"]:
@@ -428,10 +434,14 @@ def demo_summary(decision, offline: dict, online: dict, stage1: Optional[dict] =
     return lines
 
 
-def run_demo(out: Path, quick: bool = False, seed: int = 0, display: Display = Silent()) -> DemoResult:
+def run_demo(out: Path, quick: bool = False, seed: int = 0, display: Display = Silent(),
+             overwrite: bool = False) -> DemoResult:
     """The whole pipeline on the embedded default world; every artifact under ``out``:
     world/ (logging run) → data/ → models/{sasrec,lsvcr} → offline_eval.json → offline_ab.json
-    → ab/ (pre-period + experiment) → report.{json,md,html} → summary.md (+ timings.json)."""
+    → ab/ (pre-period + experiment) → report.{json,md,html} → summary.md (+ timings.json).
+    A non-empty ``out`` is refused unless ``overwrite`` (then the demo's own artifacts are replaced)."""
+    import atomic
+
     from abtest.decision import decide
     from abtest.render import emit, to_json
     from abtest.report import ReportConfig, build_report
@@ -445,6 +455,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, display: Display = S
     from simulator.run import simulate
 
     size = DEMO_SIZES["quick" if quick else "default"]
+    atomic.check_output(out, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("world", "data", "models", "ab", ".world.new"):
         shutil.rmtree(out / name, ignore_errors=True)

@@ -12,6 +12,7 @@ identifiers); the three functions that subset lacks are spelled by the engine's 
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,20 +70,28 @@ def sql_string(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+def path_string(path: Path, pattern: str = "") -> str:
+    """A path as a DuckDB string literal that names that path and nothing else: DuckDB expands
+    ``*``, ``?`` and ``[...]`` in file names, so they are escaped (``[[]``); ``pattern`` (e.g.
+    ``**/*.parquet``) is appended unescaped, for a folder."""
+    literal = glob.escape(str(path))
+    return sql_string(f"{literal}/{pattern}" if pattern else literal)
+
+
 def events_source(run_dir: Path) -> str:
     """DuckDB table function reading the run's event log (a file or a partitioned dataset)."""
     file, folder = run_dir / "events.parquet", run_dir / "events"
     if file.is_file():
-        return f"read_parquet({sql_string(file)})"
+        return f"read_parquet({path_string(file)})"
     if folder.is_dir():
-        return f"read_parquet({sql_string(str(folder / '**' / '*.parquet'))}, hive_partitioning = true, union_by_name = true)"
+        return f"read_parquet({path_string(folder, '**/*.parquet')}, hive_partitioning = true, union_by_name = true)"
     raise InputError(f"{run_dir}: no events.parquet or events/ in this run directory")
 
 
 def assignment_source(run_dir: Path) -> str | None:
     """DuckDB table function reading the run's assignment table, None if the run has none."""
     assignment = run_dir / "assignment.parquet"
-    return f"read_parquet({sql_string(assignment)})" if assignment.is_file() else None
+    return f"read_parquet({path_string(assignment)})" if assignment.is_file() else None
 
 
 def per_period_sql(events: str) -> str:

@@ -242,13 +242,14 @@ relative CIs are on the log scale.</p>
 """
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """``atomic.write_bytes``: a temporary file beside ``path``, renamed into place (cli.py uses this name)."""
-    atomic.write_bytes(path, data)
+def plot_path(out: Path) -> Path:
+    """Where the markdown report ``out`` keeps its forest plot: ``NAME_forest.png`` beside it."""
+    return Path(out).with_name(Path(out).stem + "_forest.png")
 
 
 def emit(report: Report, fmt: str, out: Path | None, console) -> list[Path]:
-    """Render ``report`` as ``fmt`` to ``out`` (or the console); returns the files written."""
+    """Render ``report`` as ``fmt`` to ``out`` (or the console); returns the files written. Everything
+    is rendered first; a markdown report's plot is renamed into place just before the report."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     written = []
@@ -268,10 +269,7 @@ def emit(report: Report, fmt: str, out: Path | None, console) -> list[Path]:
         if out is None:
             image = "data:image/png;base64," + base64.b64encode(png).decode()
         else:
-            image_path = Path(out).with_name(Path(out).stem + "_forest.png")
-            atomic.write_bytes(image_path, png)
-            written.append(image_path)
-            image = image_path.name
+            image = plot_path(out).name
         text = to_markdown(report, image)
     else:
         text = to_html(report, forest_plot_png(report))
@@ -279,6 +277,10 @@ def emit(report: Report, fmt: str, out: Path | None, console) -> list[Path]:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        atomic.write_text(Path(out), text)
+        with atomic.writing(out) as tmp:
+            tmp.write_bytes(text.encode("utf-8"))
+            if fmt == "markdown":
+                atomic.write_bytes(plot_path(out), png)
+                written.append(plot_path(out))
         written.append(Path(out))
     return written

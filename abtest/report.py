@@ -25,7 +25,7 @@ from abtest.aggregate import Aggregates, aggregate, cap_columns, layout, pooled_
 from abtest.compare import Layout, compare
 from abtest.errors import InputError
 from abtest.robust import mann_whitney
-from abtest.source import open_source
+from abtest.source import check_path, open_source
 from abtest.spec import MetricSpec, metric_specs
 from abtest.srm import SRM_ALPHA, SRMResult, srm
 
@@ -296,6 +296,9 @@ def build_report(path, config: ReportConfig, table: str | None = None) -> Report
     engine = None
     if config.engine == "spark":
         from abtest.spark import SparkEngine, spark_session
+
+        if path is not None:
+            check_path(path)  # before the JVM starts
         engine = SparkEngine(spark_session(config.spark_master))
     source = open_source(path, config.unit_col, config.variant_col, engine=engine, table=table)
     specs = metric_specs(source.columns, source.label, source.is_run, config.metrics, config.ratios, config.covariates)

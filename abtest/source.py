@@ -120,12 +120,23 @@ def table_format(path: Path) -> str:
 
 
 def _table_reader(path: Path) -> str:
-    s = metrics_sql.sql_string
+    s = metrics_sql.path_string
     if table_format(path) == "csv":
         return f"read_csv({s(path)}, header = true)"
     if path.is_dir():
-        return f"read_parquet({s(str(path / '**' / '*.parquet'))}, union_by_name = true)"
+        return f"read_parquet({s(path, '**/*.parquet')}, union_by_name = true)"
     return f"read_parquet({s(path)})"
+
+
+def check_path(path) -> Path:
+    """INPUT as a path that exists and is an A/B run dir or a table file (checked before any engine
+    starts: a Spark JVM takes seconds to learn a file is missing)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if not _is_run_dir(path):
+        table_format(path)
+    return path
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -142,9 +153,7 @@ def open_source(path=None, unit_col: str = "user_id", variant_col: str = "varian
     if table is not None:
         label, is_run = str(table), False
     else:
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"{path}: no such file or directory")
+        path = check_path(path)
         label, is_run = str(path), _is_run_dir(path)
     units = engine.prefix + "units"
     try:

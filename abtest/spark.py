@@ -13,6 +13,7 @@ Needs PySpark 4 (``pip install 'pyspark>=4'``) and a Java 17+ runtime for a loca
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 import warnings
@@ -24,6 +25,7 @@ from abtest.source import table_format
 
 # Spark's SQL settings the shared SQL text relies on: ANSI semantics with "double-quoted" identifiers
 SQL_CONF = {"spark.sql.ansi.enabled": "true", "spark.sql.ansi.doubleQuotedIdentifiers": "true"}
+JVM_LOG = Path(tempfile.gettempdir()) / "lsvcr-spark-jvm.log"
 LOCAL_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
               "spark.sql.shuffle.partitions": "4"}
 # a new local JVM logs nothing below FATAL: failures reach the user as one InputError line (Spark's
@@ -66,12 +68,32 @@ def spark_session(master: str | None = None, app_name: str = "lsvcr-abtest"):
         config.write_text(LOG4J2)
         builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{config}")
     try:
-        spark = builder.getOrCreate()
+        spark = _quiet_start(builder) if active is None else builder.getOrCreate()
     except Exception as e:  # no Java, a master that cannot be reached...
-        raise InputError(f"cannot start Spark (master {master or 'local[*]'}): {str(e).splitlines()[0]}") from None
+        raise InputError(f"cannot start Spark (master {master or 'local[*]'}): {str(e).splitlines()[0]} "
+                         f"(the JVM's own output: {JVM_LOG})") from None
     if local:  # a session of our own: its failures reach the user as InputError lines, not log stacks
         spark.sparkContext.setLogLevel("OFF")
     return spark
+
+
+def _quiet_start(builder):
+    """``builder.getOrCreate()`` with the new JVM's stderr in ``JVM_LOG``: Java and Spark print notices
+    there before any log setting applies ("Using incubator modules", "Setting default log level"), and
+    a bad input must still reach the user as one line. The JVM keeps that stderr for its lifetime."""
+    saved = os.dup(2)
+    try:
+        with open(JVM_LOG, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            return builder.getOrCreate()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def hadoop_path(path: Path) -> str:
+    """``path`` as a Hadoop path that names it and nothing else (Spark expands ``*?[]{}`` as a glob)."""
+    return re.sub(r"([\\*?\[\]{}])", r"\\\1", str(path))
 
 
 def _type(name: str) -> str:
@@ -127,21 +149,22 @@ class SparkEngine:
     def events(self, run_dir: Path) -> str:
         file, folder = run_dir / "events.parquet", run_dir / "events"
         if file.is_file():
-            return self._register("events", self.con.read.parquet(str(file)))
+            return self._register("events", self.con.read.parquet(hadoop_path(file)))
         if folder.is_dir():  # partition columns (shard=0/...) discovered as Hive-style partitions
-            return self._register("events", self.con.read.option("mergeSchema", "true").parquet(str(folder)))
+            return self._register("events", self.con.read.option("mergeSchema", "true").parquet(hadoop_path(folder)))
         raise InputError(f"{run_dir}: no events.parquet or events/ in this run directory")
 
     def assignment(self, run_dir: Path) -> str | None:
         file = run_dir / "assignment.parquet"
-        return self._register("assignment", self.con.read.parquet(str(file))) if file.is_file() else None
+        return self._register("assignment", self.con.read.parquet(hadoop_path(file))) if file.is_file() else None
 
     def table_file(self, path: Path) -> str:
         if table_format(path) == "csv":
             sep = "\t" if ".tsv" in path.name.lower() else ","
-            frame = self.con.read.csv(str(path), header=True, inferSchema=True, sep=sep)
+            # RFC 4180: a quote inside a quoted field is doubled ("a""b"), not backslash-escaped
+            frame = self.con.read.csv(hadoop_path(path), header=True, inferSchema=True, sep=sep, escape='"')
         else:  # a file, or a folder of Parquet files whose schemas are merged by name
-            frame = self.con.read.option("mergeSchema", "true").parquet(str(path))
+            frame = self.con.read.option("mergeSchema", "true").parquet(hadoop_path(path))
         return self._register("input_table", frame)
 
     def first_line(self, error: Exception) -> str:

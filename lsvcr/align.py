@@ -50,7 +50,6 @@ that state (ZeRO-2) would mean handing the Aligner and optimizer to ``accelerato
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -61,7 +60,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 import atomic
@@ -71,6 +70,7 @@ from lsvcr.config import LSVCRConfig, TextConfig, dumps, from_dict, to_dict
 from lsvcr.contrastive import IGNORE_INDEX, Stage1Losses, Stage1Weights, stage1_loss
 from lsvcr.data.layout import Dataset
 from lsvcr.errors import InputError
+from lsvcr.files import load_tensors, read_json
 from lsvcr.llm import LLM, LLMConfig, length_buckets, load_llm
 from lsvcr.prompts import DEFAULT_TEMPLATES, PromptTemplates, collate, encode_example, load_templates
 from lsvcr.sr import Histories, LSVCRBackbone
@@ -369,7 +369,7 @@ def load_checkpoint(directory: Path, aligner: nn.Module, opt: torch.optim.Optimi
     meta_path = directory / "trainer.json"
     if not meta_path.is_file():
         raise InputError(f"--resume: no checkpoint in {directory}")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path, "checkpoint")
     if cfg is not None:
         saved, now = meta["align_config"], asdict(cfg)
         changed = sorted(k for k in now if k not in _RUN_ONLY and saved.get(k) != now[k])
@@ -378,11 +378,11 @@ def load_checkpoint(directory: Path, aligner: nn.Module, opt: torch.optim.Optimi
     params = trainable(aligner)
     if meta["param_names"] != list(params):
         raise InputError(f"{directory}: the checkpoint's trainable parameters do not match this model/config")
-    weights = load_file(str(directory / "trainable.safetensors"))
+    weights = load_tensors(directory / "trainable.safetensors", "checkpoint")
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(weights[n])
-    flat = load_file(str(directory / "optimizer.safetensors"))
+    flat = load_tensors(directory / "optimizer.safetensors", "checkpoint")
     index = {n: i for i, n in enumerate(meta["param_names"])}
     state: dict[int, dict] = {}
     for key, v in flat.items():
@@ -482,7 +482,7 @@ def read_aligned(aligned_dir: str | Path, ds: Dataset) -> tuple[dict, torch.Tens
     path = aligned_dir / META_FILE
     if not path.is_file():
         raise InputError(f"--init {aligned_dir}: not an aligned directory (no {META_FILE}; run --stage align first)")
-    meta = json.loads(path.read_text())
+    meta = read_json(path)
     if meta["dataset"]["fingerprint"] != ds.fingerprint():
         raise InputError(f"--init {aligned_dir} was aligned on another dataset (ids {meta['dataset']['fingerprint']}, "
                          f"this one {ds.fingerprint()})")
@@ -495,8 +495,8 @@ def stage2_state(aligned_dir: str | Path, model_cfg: LSVCRConfig, seed: int = 0)
     text MLP, ``backbone.*`` from the aligned SR weights (no ``video_id``/``gate``: new in stage 2). The
     position tables keep their learned rows; extra rows (stage 2 longer than stage 1) are N(0, init_std)."""
     aligned_dir = Path(aligned_dir)
-    sr = load_file(str(aligned_dir / SR_FILE))
-    mlp = load_file(str(aligned_dir / "llm" / "text_projector.safetensors"))
+    sr = load_tensors(aligned_dir / SR_FILE, "aligned SR weights")
+    mlp = load_tensors(aligned_dir / "llm" / "text_projector.safetensors", "aligned text MLP")
     g = torch.Generator().manual_seed(seed)
     state = {f"project.{k[len('net.'):]}": v for k, v in mlp.items()}
     for k, v in sr.items():

@@ -8,13 +8,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import atomic
 from lsvcr import text
 from lsvcr.config import dumps, from_dict, to_dict
 from lsvcr.data.layout import Dataset
 from lsvcr.errors import InputError
+from lsvcr.files import load_tensors, read_json
 from lsvcr.recommender import LSVCRRecommender, top_comments
 from lsvcr.sasrec import SASRec
 
@@ -36,15 +37,16 @@ def describe(model: torch.nn.Module, dataset: Dataset, finetune_cfg, tasks: tupl
 
 def save_model_dir(out: str | Path, model: torch.nn.Module, config: dict, metrics: dict | None = None,
                    dataset: Dataset | None = None, text_encoder: str | Path | None = None,
-                   timings: dict | None = None) -> Path:
+                   timings: dict | None = None, replace: bool = False) -> Path:
     """Write the model directory; with ``dataset``, also its id lists (``ids.json``), which serving
     (lsvcr.policy) needs to map platform ids to the model's rows; with ``text_encoder`` (an aligned
     dir's ``llm/``: LoRA adapter, text MLP, config — not the base weights), a copy of it in
     ``text_encoder/``, so that texts first seen in serving are embedded as in training.
     ``timings`` (wall-clock seconds, throughput) go to ``timings.json``, apart from the results, so
-    that every other file is the same bytes in two runs with one seed."""
+    that every other file is the same bytes in two runs with one seed. An existing non-empty ``out``
+    is replaced only with ``replace`` (else ``atomic.OutputError``)."""
     out = Path(out)
-    with atomic.publishing_dir(out, parents=True) as tmp:
+    with atomic.publishing_dir(out, replace=replace, parents=True) as tmp:
         if dataset is not None:
             (tmp / IDS_FILE).write_text(json.dumps({"video_ids": dataset.video_ids,
                                                     "comment_ids": dataset.comment_ids,
@@ -68,12 +70,16 @@ def read_config(model_dir: str | Path) -> dict:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise InputError(f"{model_dir} is not a model directory (no config.json)")
-    try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg})") from None
-    if cfg.get("model") not in ("lsvcr", "sasrec"):
-        raise InputError(f"{path}: unknown model {cfg.get('model')!r}")
+    cfg = read_json(path)
+    if not isinstance(cfg, dict) or cfg.get("model") not in ("lsvcr", "sasrec"):
+        raise InputError(f"{path}: unknown model {cfg.get('model') if isinstance(cfg, dict) else cfg!r}")
+    for key in ("model_config", "dataset", "tasks"):
+        if key not in cfg:
+            raise InputError(f"{path}: missing field {key!r}")
+    d = cfg["dataset"]
+    if not (isinstance(d, dict) and all(isinstance(d.get(k), int) and not isinstance(d.get(k), bool)
+                                        for k in ("n_videos", "n_comments")) and isinstance(d.get("fingerprint"), str)):
+        raise InputError(f"{path}: dataset must hold the integers n_videos, n_comments and the string fingerprint")
     return cfg
 
 
@@ -96,9 +102,7 @@ def load_model(model_dir: str | Path, dataset: Dataset | None = None) -> tuple[t
             popular = top_comments(dataset.comment_lists)
         model = LSVCRRecommender(mcfg, tcfg, d["n_videos"], d["n_comments"], popular)
     wpath = model_dir / "model.safetensors"
-    if not wpath.is_file():
-        raise InputError(f"missing model weights {wpath}")
-    state = load_file(str(wpath))
+    state = load_tensors(wpath, "model weights")
     if isinstance(model, LSVCRRecommender) and any(k.startswith("comment_model.") for k in state):
         model.attach_comment_model(LSVCRRecommender(mcfg, tcfg, d["n_videos"], d["n_comments"], popular.clone()))
     try:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +165,33 @@ def from_dict(d: dict, source: str = "config") -> Any:
     unknown = sorted(set(d) - names)
     if unknown:
         raise InputError(f"{source}: unknown {kind} field(s) {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in d.items():
+        if not _fits(hints[name], value):
+            raise InputError(f"{source}: {kind}.{name} must be {_describe(hints[name])}, got {value!r}")
     return cls(**d)
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether a JSON value can be the field of type ``hint`` (int, float, str, bool, ``X | None``)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(h, value) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
+            type(None): "null"}.get(hint, str(hint))
 
 
 def dumps(obj: dict) -> str:

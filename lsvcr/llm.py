@@ -112,9 +112,9 @@ class TextProjector(nn.Module):
 
     @classmethod
     def from_safetensors(cls, path: str | Path) -> TextProjector:
-        from safetensors.torch import load_file
+        from lsvcr.files import load_tensors
 
-        state = load_file(str(path))
+        state = load_tensors(path, "text MLP")
         hidden, out = state["net.0.weight"].shape[1], state["net.2.weight"].shape[0]
         projector = cls(hidden, out)
         projector.load_state_dict(state)
@@ -409,10 +409,10 @@ def build_llm(model: nn.Module, tokenizer: Any, config: LLMConfig, trained: str 
         raise InputError(f"{config.llm}: cannot apply LoRA: {str(e).splitlines()[0]}") from None
     llm = LLM(backbone, tokenizer, config, kind)
     if trained is not None:
-        from safetensors.torch import load_file
+        from lsvcr.files import load_tensors
 
-        llm.text_projector.load_state_dict(load_file(str(Path(trained) / "text_projector.safetensors")))
-        llm.user_head.load_state_dict(load_file(str(Path(trained) / "user_head.safetensors")))
+        llm.text_projector.load_state_dict(load_tensors(Path(trained) / "text_projector.safetensors", "text MLP"))
+        llm.user_head.load_state_dict(load_tensors(Path(trained) / "user_head.safetensors", "user head"))
     return llm
 
 

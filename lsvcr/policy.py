@@ -31,7 +31,6 @@ usable history get the popularity ranking.
 from __future__ import annotations
 
 import bisect
-import json
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ from lsvcr.checkpoint import IDS_FILE, TEXT_ENCODER_DIR, load_model
 from lsvcr.data.build import BuildConfig
 from lsvcr.data.loader import Batch
 from lsvcr.errors import InputError
+from lsvcr.files import read_json
 from lsvcr.recommender import LSVCRRecommender
 from lsvcr.sr import Encoded
 from simulator.policy import CommentRequest, History, PopularityPolicy, Slate, VideoRequest
@@ -80,7 +80,7 @@ class ModelPolicy:
         ids_path = model_dir / IDS_FILE
         if not ids_path.is_file():
             raise InputError(f"{ids_path} is missing: retrain the model with this version to serve it")
-        ids = json.loads(ids_path.read_text())
+        ids = read_json(ids_path)
         torch.set_num_threads(threads)
         self.model, self.kind, self.tasks = model.eval(), kind, tuple(cfg["tasks"])
         self.lsvcr = isinstance(model, LSVCRRecommender)

@@ -13,11 +13,12 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import atomic
 from lsvcr.config import TextConfig
 from lsvcr.errors import InputError
+from lsvcr.files import load_tensors
 
 FILE = "text_embeddings.safetensors"
 
@@ -95,14 +96,19 @@ def save_text_embeddings(path: Path, titles: torch.Tensor, comments: torch.Tenso
 
 
 def load_text_embeddings(path: Path, fingerprint: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if "text" in meta:
-        meta = json.loads(meta["text"])  # else a file written before the single-key layout
+    d = load_tensors(path, "text embeddings")  # a missing or corrupt file: InputError naming it
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if "text" in meta:
+            meta = json.loads(meta["text"])  # else a file written before the single-key layout
+    except (SafetensorError, ValueError) as e:
+        raise InputError(f"{path}: unreadable metadata ({e})") from None
     if fingerprint is not None and meta.get("fingerprint") != fingerprint:
         raise InputError(f"{path}: text embeddings were computed for another dataset "
                          f"(fingerprint {meta.get('fingerprint')!r}, this dataset {fingerprint!r})")
-    d = load_file(str(path))
+    if set(d) != {"titles", "comments"}:
+        raise InputError(f"{path}: expected the tensors titles and comments, found {', '.join(sorted(d)) or 'none'}")
     return d["titles"], d["comments"]

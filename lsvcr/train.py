@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from rich.console import Console
 
+import atomic
 from lsvcr import text
 from lsvcr.checkpoint import describe, load_model, save_model_dir
 from lsvcr.config import FinetuneConfig, LSVCRConfig, SASRecConfig, TextConfig
@@ -45,13 +46,16 @@ def text_embeddings(ds: Dataset, data_dir: Path, cfg: TextConfig, console: Conso
 
 def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, console: Console | None = None,
                 allow_pickle: bool = False, init: str | Path | None = None, init_sr: bool = True,
-                freeze_text: bool = True) -> dict:
+                freeze_text: bool = True, overwrite: bool = False) -> dict:
     """Train ``cfg.model`` on ``data_dir``; write the model dir; return its metrics (val + test, sampled100).
 
     ``init``: an aligned directory (stage 1, ``align_model``): LSVCR then trains on its frozen text
     features and starts from its SR weights and text MLP (see lsvcr/align.py) — the method. Two
     diagnostics take it apart (bench/stage2_parts.py): ``init_sr=False`` starts the SR side fresh (as
-    ``--no-align`` does) and keeps only the aligned text MLP; ``freeze_text=False`` trains that MLP on."""
+    ``--no-align`` does) and keeps only the aligned text MLP; ``freeze_text=False`` trains that MLP on.
+    An existing ``out_dir`` is replaced only with ``overwrite``, and never when it holds the dataset or
+    the aligned directory."""
+    atomic.check_output(out_dir, inputs=[data_dir, init], overwrite=overwrite)
     torch.set_num_threads(cfg.threads)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available")
@@ -84,7 +88,7 @@ def train_model(data_dir: str | Path, out_dir: str | Path, cfg: FinetuneConfig, 
     metrics = {"train": train,
                "test_sampled100": evaluate(scorer, ds, EvalConfig("sampled100", "test", cfg.seed), cfg.tasks)}
     save_model_dir(out_dir, model, describe(model, ds, replace(cfg, device="cpu"), cfg.tasks), metrics, ds,
-                   text_encoder=None if init is None else Path(init) / "llm", timings=timings)
+                   text_encoder=None if init is None else Path(init) / "llm", timings=timings, replace=overwrite)
     return {**metrics, "train": dict(report.__dict__)}  # the whole report, timings included
 
 
@@ -180,6 +184,7 @@ class TrainRequest:
     threads: int = 1
     allow_pickle: bool = False
     quiet: bool = False  # no progress (also for the --ddp processes)
+    overwrite: bool = False  # replace an existing --out (and aligned dir); never one that holds an input
 
 
 @dataclass(frozen=True)
@@ -227,14 +232,23 @@ def run_training(req: TrainRequest, console: Console | None = None,
     if req.batch_size is not None:
         cfg = replace(cfg, batch_size=req.batch_size, sasrec_batch_size=req.batch_size)
     out, init, stage1 = Path(req.out), req.init, None
+    inputs = [req.data, req.init, req.prompt_templates, req.llm if Path(req.llm).exists() else None]
+    aligned = None
     if stage in ("align", "all") and not req.no_align:
-        init = out if stage == "align" else Path(req.aligned_out or out.with_name(out.name + "-aligned"))
+        aligned = out if stage == "align" else Path(req.aligned_out or out.with_name(out.name + "-aligned"))
+        # --resume continues in the aligned dir's own checkpoint
+        atomic.check_output(aligned, inputs=inputs, overwrite=req.overwrite or req.resume,
+                            flag="--out" if stage == "align" else "--aligned-out")
+    if stage != "align":
+        atomic.check_output(out, inputs=[*inputs, aligned], overwrite=req.overwrite)
+    if aligned is not None:
+        init = aligned
         stage1 = Stage1Result(init, _stage1(req, init, progress))
         if stage1_done is not None and int(os.environ.get("RANK", "0")) == 0:
             stage1_done(stage1)
         if stage == "align":
             return TrainResult(stage, out, stage1, None)
-    metrics = train_model(req.data, out, cfg, progress, req.allow_pickle, init)
+    metrics = train_model(req.data, out, cfg, progress, req.allow_pickle, init, overwrite=req.overwrite)
     return TrainResult(stage, out, stage1, metrics)
 
 

@@ -24,9 +24,11 @@ This module imports ``ray``; nothing else in the simulator does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -84,21 +86,64 @@ def connect(options: RayOptions) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     else:
         _check_reachable(options.address)
+        # Ray retries a GCS that refuses it for 20 s, its C++ client logging each try on stderr: 5 tries
+        # (about 5 s), logged to a file
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "5")
         try:
-            ray.init(address=options.address, **quiet)
-        except (ConnectionError, ValueError) as e:
-            raise InputError(f"--ray-address {options.address}: cannot join the Ray cluster ({e})") from None
+            with _stderr_to(JOIN_LOG):
+                ray.init(address=options.address, **quiet)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            refused = "InvalidAuthToken" in JOIN_LOG.read_text(errors="replace")
+            hint = ("; the cluster uses token authentication: run with RAY_AUTH_MODE=token and its token in "
+                    "~/.ray/auth_token or RAY_AUTH_TOKEN" if refused else f"; Ray's log: {JOIN_LOG}")
+            raise InputError(f"--ray-address {options.address}: cannot join the Ray cluster "
+                             f"({str(e).splitlines()[0]}){hint}") from None
+
+
+JOIN_LOG = Path(tempfile.gettempdir()) / "lsvcr-ray-join.log"
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """File descriptor 2 (where Ray's C++ core logs) into ``path``, emptied first, for the block."""
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# HTTP/2's client connection preface and an empty SETTINGS frame: a gRPC server (Ray's GCS is one)
+# answers with a SETTINGS frame of its own (frame type 4 in byte 3 of its 9-byte header)
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast on a HOST:PORT that does not answer (Ray itself would retry for minutes)."""
+    """Fail fast, in one line, on a HOST:PORT that is not a Ray cluster's GCS: one that does not answer,
+    one that takes the connection and stays silent, or one that answers but does not speak gRPC (Ray
+    itself would retry for minutes, logging every try)."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return  # "auto" and other forms Ray resolves itself
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as conn:
+            conn.sendall(HTTP2_PREFACE)
+            reply = b""
+            while len(reply) < 9:
+                chunk = conn.recv(9 - len(reply))
+                if not chunk:
+                    break
+                reply += chunk
+    except socket.timeout:
+        raise InputError(f"--ray-address {address}: something takes connections there but does not answer "
+                         f"as a Ray cluster within {timeout_s:g} s") from None
     except OSError as e:
         raise InputError(f"--ray-address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+    if len(reply) < 9 or reply[3] != 4:
+        raise InputError(f"--ray-address {address}: something answers there, but not a Ray cluster (it does not speak gRPC)")
 
 
 @ray.remote(num_cpus=0)
@@ -182,9 +227,9 @@ def execute_on_ray(
 ) -> dict:
     """Simulate every user on Ray shards and write the run directory ``out`` (as ``run.execute`` does
     unsharded); return the summary. ``variant_of=None``: one arm, named by the single policy."""
-    from .run import _check_fresh, write_run
+    from .run import write_run
 
-    _check_fresh(out)
+    atomic.check_output(out, overwrite=None)
     connect(options)
     n_cpus = int(ray.cluster_resources().get("CPU", 1))
     n = min(options.shards or max(n_cpus, 1), config.world.n_users)

@@ -16,7 +16,6 @@ import os
 import platform as _platform
 import tempfile
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -166,7 +165,7 @@ def execute(
     ``extra_tables`` (e.g. the A/B assignment) are written beside the event log.
     """
     if shard is None:
-        _check_fresh(out)
+        atomic.check_output(out, overwrite=None)
     users = np.arange(config.world.n_users)
     if shard is not None:
         users = users[users % shard[1] == shard[0]]
@@ -253,11 +252,6 @@ def _comments_table(c: CommentStore) -> pa.Table:
         },
         schema=COMMENTS,
     )
-
-
-def _check_fresh(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"output {out} already exists and is not empty: choose another --out or remove it")
 
 
 def _prepare(out: Path, shard, config: SimConfig, stack: contextlib.ExitStack):

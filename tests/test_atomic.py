@@ -104,6 +104,7 @@ def test_publish_dir_puts_the_old_one_back_when_the_rename_fails(tmp_path, monke
         return real(src, dst)
 
     monkeypatch.setattr(atomic.os, "rename", rename)
+    monkeypatch.setattr(atomic, "_renameat2", None)  # the portable path: old directory aside, new one in
     with pytest.raises(OSError, match="disk full"):
         with atomic.publishing_dir(out) as d:
             (d / "a").write_text("new")
@@ -129,7 +130,66 @@ def test_publish_without_replace_only_into_missing_or_empty(tmp_path):
     out.mkdir()
     with atomic.publishing_dir(out, replace=False) as d:  # empty: taken
         (d / "events.parquet").write_text("1")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(atomic.OutputError):
         with atomic.publishing_dir(out, replace=False) as d:
             (d / "events.parquet").write_text("2")
     assert (out / "events.parquet").read_text() == "1" and names(tmp_path) == ["run"]
+
+
+@pytest.mark.skipif(atomic._renameat2 is None, reason="renameat2 is Linux-only")
+def test_replacing_a_directory_exchanges_names_in_one_step(tmp_path, monkeypatch):
+    """With renameat2(RENAME_EXCHANGE) no moment exists at which the destination is missing: os.rename,
+    which the portable path uses to move the old directory aside, is never called."""
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old").write_text("1")
+
+    def rename(src, dst):
+        raise AssertionError(f"rename {src} -> {dst}")
+
+    monkeypatch.setattr(atomic.os, "rename", rename)
+    with atomic.publishing_dir(out) as d:
+        (d / "new").write_text("2")
+    assert names(out) == ["new"] and names(tmp_path) == ["model"]
+
+
+def test_temporaries_of_a_dead_writer_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [tmp_path / f".out.{dead.pid}-{atomic._HOST}-0badc0de.tmp",  # a killed run's file and directory
+            tmp_path / f".run.{dead.pid}-{atomic._HOST}-0badc0de.tmp"]
+    left[0].write_text("half")
+    left[1].mkdir()
+    (left[1] / "events.parquet").write_text("half")
+    live = tmp_path / f".out.{os.getpid()}-{atomic._HOST}-0badc0de.tmp"  # a writer still running: kept
+    other_host = tmp_path / f".out.{dead.pid}-ffffff-0badc0de.tmp"  # another host's process: unknown, kept
+    live.write_text("x")
+    other_host.write_text("x")
+    atomic.write_text(tmp_path / "out", "new")
+    with atomic.publishing_dir(tmp_path / "run") as d:
+        (d / "events.parquet").write_text("new")
+    assert names(tmp_path) == sorted(["out", "run", live.name, other_host.name])
+
+
+def test_check_output_refuses_what_would_lose_data(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rec.train.json").write_text("{}")
+    with pytest.raises(atomic.OutputError, match="is the input"):
+        atomic.check_output(data, inputs=[data], overwrite=True)
+    with pytest.raises(atomic.OutputError, match="holds the input"):
+        atomic.check_output(tmp_path, inputs=[data], overwrite=True)
+    with pytest.raises(atomic.OutputError, match="pass --overwrite"):
+        atomic.check_output(data)
+    with pytest.raises(atomic.OutputError, match="or remove it"):
+        atomic.check_output(data, overwrite=None)
+    atomic.check_output(data, overwrite=True)  # asked for
+    atomic.check_output(data / "new", inputs=[tmp_path / "other"])  # missing: fine
+    (tmp_path / "empty").mkdir()
+    atomic.check_output(tmp_path / "empty")
+    (tmp_path / "report.md").write_text("mine")
+    with pytest.raises(atomic.OutputError):
+        atomic.check_output(tmp_path / "report.md")

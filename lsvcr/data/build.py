@@ -39,6 +39,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+import atomic
 from lsvcr.data.layout import Dataset, Examples, LoggedSlates, write_dataset
 from lsvcr.errors import InputError
 
@@ -261,8 +262,11 @@ def build_dataset(run_dir: str | Path, cfg: BuildConfig = BuildConfig()) -> Data
     return Dataset(video_ids, comment_ids, titles, texts, [np.array(x, np.int64) for x in lists], out, meta, logged)
 
 
-def build_and_write(run_dir: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig()) -> Dataset:
-    """`lsvcr data build`: the dataset of ``run_dir`` written (atomically) into ``out``; returned for its stats."""
+def build_and_write(run_dir: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(),
+                    overwrite: bool = False) -> Dataset:
+    """`lsvcr data build`: the dataset of ``run_dir`` written (atomically) into ``out``; returned for its
+    stats. An existing ``out`` is replaced only with ``overwrite``, and never when it holds ``run_dir``."""
+    atomic.check_output(out, inputs=[run_dir], overwrite=overwrite)
     ds = build_dataset(run_dir, cfg)
-    write_dataset(ds, out)
+    write_dataset(ds, out, replace=overwrite)
     return ds

@@ -32,6 +32,7 @@ import numpy as np
 
 import atomic
 from lsvcr.errors import InputError
+from lsvcr.files import json_lines, read_json
 
 SPLITS = ("train", "val", "test")
 TASK_FILES = {"video": "rec", "comment": "comm_rank"}
@@ -128,20 +129,17 @@ class Dataset:
 # ------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------
-def _load_json(path: Path):
-    if not path.is_file():
-        raise InputError(f"missing dataset file {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+def _load_json(path: Path, kind: type = dict):
+    data = read_json(path, "dataset file")
+    if not isinstance(data, kind):
+        raise InputError(f"{path}: expected a JSON {'object' if kind is dict else 'list'}, got {type(data).__name__}")
+    return data
 
 
 def _load_id_list(root: Path, stem: str, allow_pickle: bool) -> list[str]:
     js, pk = root / f"{stem}.json", root / f"{stem}.pkl"
     if js.is_file():
-        ids = _load_json(js)
+        ids = _load_json(js, list)
     elif pk.is_file():
         if not allow_pickle:
             raise InputError(f"{pk} is a pickle (pickle can run code); pass --allow-pickle if you trust it")
@@ -181,15 +179,12 @@ def _read_examples(path: Path, vid: _Indexer, cid: _Indexer, with_pos: bool) -> 
         raise InputError(f"missing dataset file {path}")
     ex = Examples.empty(with_pos)
     targets = []
-    for where, line in _json_lines(path):
+    for where, row in json_lines(path):
         try:
-            row = json.loads(line)
             user, target = row["user_id"], row["target_photo"]
             vh = row["photo_inter_his"]
             ch = row.get("comment_inter_his") or [[], []]
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{where}: missing field {e}") from None
         if not (isinstance(ch, list) and len(ch) == 2 and len(ch[0]) == len(ch[1])):
             raise InputError(f"{where}: comment_inter_his must be [[video ids], [[comment ids], ...]] of equal lengths")
@@ -227,14 +222,14 @@ def read_dataset(root: str | Path, allow_pickle: bool = False) -> Dataset:
         try:
             titles[i] = str(rec["title"])
             comment_lists[i] = cid.many(rec.get("comment_list", []), f"photo.json video {k} comment_list")
-        except (KeyError, TypeError):
-            raise InputError(f"photo.json video {k}: needs a 'title'") from None
+        except (KeyError, TypeError, AttributeError):
+            raise InputError(f"photo.json video {k}: needs an object with a 'title'") from None
     texts = [""] * len(comment_ids)
     for k, rec in comments.items():
         try:
             texts[cid(k, "comment.json")] = str(rec["content"])
-        except (KeyError, TypeError):
-            raise InputError(f"comment.json comment {k}: needs a 'content'") from None
+        except (KeyError, TypeError, AttributeError):
+            raise InputError(f"comment.json comment {k}: needs an object with a 'content'") from None
     splits = {}
     for task, stem in TASK_FILES.items():
         splits[task] = {}
@@ -252,26 +247,15 @@ def read_dataset(root: str | Path, allow_pickle: bool = False) -> Dataset:
     return Dataset(video_ids, comment_ids, titles, texts, comment_lists, splits, meta, logged)
 
 
-def _json_lines(path: Path):
-    """(where, line) for every non-blank line of a JSON-lines file; ``where`` names it in errors."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                yield f"{path.name} line {lineno}", line
-
-
 def _read_logged(path: Path, ex: Examples, vid: _Indexer, cid: _Indexer) -> LoggedSlates:
     cols = {"example": [], "request_id": [], "candidates": [], "shown": [], "propensity": [], "positive": []}
-    for where, line in _json_lines(path):
+    for where, row in json_lines(path):
         try:
-            row = json.loads(line)
             n, rid = int(row["example"]), int(row["request_id"])
             cand, shown = cid.many(row["candidates"], where + " candidates"), cid.many(row["shown"], where + " shown")
             prop, pos = np.asarray(row["propensities"], np.float64), np.asarray(row["positives"], bool)
             user, target = str(row["user_id"]), row["target_photo"]
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e.msg})") from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InputError(f"{where}: missing or malformed field ({e})") from None
         if not 0 <= n < len(ex) or ex.users[n] != user or ex.target[n] != vid(target, where + " target_photo"):
             raise InputError(f"{where}: example {n} is not user {user!r}'s comment example for video {target!r}")
@@ -303,10 +287,11 @@ def _example_rows(ds: Dataset, ex: Examples):
         yield row
 
 
-def write_dataset(ds: Dataset, out: str | Path) -> Path:
-    """Write ``ds`` into ``out`` (a temp sibling renamed into place once complete)."""
+def write_dataset(ds: Dataset, out: str | Path, replace: bool = False) -> Path:
+    """Write ``ds`` into ``out`` (a temp sibling renamed into place once complete); an existing
+    non-empty ``out`` is replaced only with ``replace`` (else ``atomic.OutputError``)."""
     out = Path(out)
-    with atomic.publishing_dir(out, parents=True) as tmp:
+    with atomic.publishing_dir(out, replace=replace, parents=True) as tmp:
         _write_files(ds, tmp, out)
     return out
 

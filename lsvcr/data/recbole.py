@@ -9,10 +9,12 @@ no comments: ``comment.json`` is empty and the comment task has no examples.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
 
+import atomic
 from lsvcr.data.layout import Dataset, Examples, write_dataset
 from lsvcr.errors import InputError
 
@@ -21,13 +23,18 @@ def _read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
     """Header names without their ``:type`` suffix, and the rows (tab separated)."""
     if not path.is_file():
         raise InputError(f"missing RecBole file {path}")
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if not header:
-            raise InputError(f"{path}: empty file")
-        names = [h.split(":")[0] for h in header]
-        rows = [r for r in reader if r]
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if not header:
+                raise InputError(f"{path}: empty file")
+            names = [h.split(":")[0] for h in header]
+            rows = [r for r in reader if r]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (a RecBole atomic file is tab-separated text)") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: not a tab-separated RecBole file ({e})") from None
     return names, rows
 
 
@@ -67,7 +74,12 @@ def import_recbole(inter: str | Path, item: str | Path | None = None, title_fiel
     index = {x: i + 1 for i, x in enumerate(items)}
     by_user: dict[str, list[tuple[float, int, int]]] = {}
     for k, r in enumerate(rows):
-        ts = float(r[it]) if it is not None and r[it] != "" else 0.0
+        try:
+            ts = float(r[it]) if it is not None and r[it] != "" else 0.0
+        except ValueError:
+            raise InputError(f"{inter} row {k + 2}: timestamp {r[it]!r} is not a number") from None
+        if not math.isfinite(ts):
+            raise InputError(f"{inter} row {k + 2}: timestamp {r[it]!r} is not finite")
         by_user.setdefault(r[iu], []).append((ts, k, index[r[ii]]))
     out = {s: Examples.empty(False) for s in ("train", "val", "test")}
     for ex in out.values():
@@ -95,8 +107,10 @@ def import_recbole(inter: str | Path, item: str | Path | None = None, title_fiel
 
 
 def import_and_write(inter: str | Path, out: str | Path, item: str | Path | None = None,
-                     title_field: str | None = None, history_len: int = 50) -> Dataset:
-    """`lsvcr data import-recbole`: ``import_recbole`` written (atomically) into ``out``; returned for its stats."""
+                     title_field: str | None = None, history_len: int = 50, overwrite: bool = False) -> Dataset:
+    """`lsvcr data import-recbole`: ``import_recbole`` written (atomically) into ``out``; returned for its
+    stats. An existing ``out`` is replaced only with ``overwrite``, and never when it holds an input."""
+    atomic.check_output(out, inputs=[inter, item], overwrite=overwrite)
     ds = import_recbole(inter, item, title_field, history_len)
-    write_dataset(ds, out)
+    write_dataset(ds, out, replace=overwrite)
     return ds
