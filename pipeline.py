@@ -115,8 +115,12 @@ def run_ab(world: Path, out: Path, control: str, treatment: str, *, users: Optio
     """A pre-period and an A/B experiment on ``world``'s users; returns ``run_experiment``'s summary."""
     from simulator.experiment import run_experiment, world_config
 
+    import atomic
+
     if pre_days < 0 or days < 1:
         raise SimulatorInputError("--pre-days must be >= 0 and --days >= 1")
+    models = [spec.partition(":")[2] for spec in (control, treatment) if spec.partition(":")[2]]
+    atomic.check_output(out, inputs=[world, *models], overwrite=None)
     if on_ray is not None:  # a bad SPEC fails here, not inside a Ray worker
         for spec in (control,) if aa else (control, treatment):
             check_policy_spec(spec)

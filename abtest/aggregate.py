@@ -150,6 +150,10 @@ def _check_outcomes(source: Source, spec: MetricSpec, arms: dict) -> None:
             if not np.isfinite(block.moments.mean[pos]):
                 unit = _first_unit(source, f"NOT {source.dialect.isfinite(f'{ident(column)}::DOUBLE')}")
                 raise InputError(f"{source.label}: column {column!r} is NaN or infinite for {source.unit_col}={unit!r}")
+            if block.moments.n > 1 and not (np.isfinite(block.moments.comoment[pos, pos])
+                                            and abs(block.moments.mean[pos]) < 1e150):
+                raise InputError(f"{source.label}: column {column!r} has values too large for double-precision "
+                                 f"variances (|mean| {abs(block.moments.mean[pos]):.3g}); rescale it")
 
 
 def pooled_caps(source: Source, columns, q: float) -> dict:

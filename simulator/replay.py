@@ -197,11 +197,15 @@ class RunLog:
 # ----------------------------------------------------------------------------------------------
 def _read(run: Path, name: str, columns=None) -> pa.Table | None:
     """``NAME.parquet`` or the shards under ``NAME/``."""
-    if (run / f"{name}.parquet").is_file():
-        return pq.read_table(run / f"{name}.parquet", columns=columns)
-    if (run / name).is_dir() and any((run / name).glob("*.parquet")):
-        return pq.read_table(run / name, columns=columns)
-    return None
+    path = run / f"{name}.parquet"
+    if not path.is_file():
+        path = run / name
+        if not (path.is_dir() and any(path.glob("*.parquet"))):
+            return None
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, pa.ArrowException, KeyError) as e:
+        raise InputError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
 
 
 def _ints(col, fill: int = -1) -> np.ndarray:

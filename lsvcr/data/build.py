@@ -33,6 +33,7 @@ Only the observable files are read: ``videos.parquet``, ``comments.parquet``, ``
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,11 +63,17 @@ class BuildConfig:
             raise InputError("min_targets_for_eval must be >= 3 (one train, one val, one test target)")
 
 
+def _literal(path: Path, pattern: str = "") -> str:
+    """``path`` as a DuckDB string literal naming that path only (DuckDB expands ``*?[`` in names)."""
+    text = glob.escape(str(path)) + (f"/{pattern}" if pattern else "")
+    return text.replace("'", "''")
+
+
 def _events_source(run: Path) -> str:
     if (run / "events.parquet").is_file():
-        return str(run / "events.parquet")
+        return _literal(run / "events.parquet")
     if (run / "events").is_dir():
-        return str(run / "events" / "**" / "*.parquet")
+        return _literal(run / "events", "**/*.parquet")
     raise InputError(f"missing event log {run / 'events.parquet'} (or {run / 'events'}/)")
 
 
@@ -74,7 +81,7 @@ def _require(run: Path, name: str) -> str:
     p = run / name
     if not p.is_file():
         raise InputError(f"missing simulation file {p}")
-    return str(p)
+    return _literal(p)
 
 
 def _read_run(run: Path, cfg: BuildConfig):
@@ -109,7 +116,10 @@ def _logged_comment_slates(run: Path, cfg: BuildConfig, wanted: dict[tuple[int, 
     path = run / "slates.parquet"
     if not path.is_file() or not wanted:
         return {}
-    t = pq.read_table(path, columns=["request_id", "user_id", "ts", "kind", "video_id", "items", "propensities"])
+    try:
+        t = pq.read_table(path, columns=["request_id", "user_id", "ts", "kind", "video_id", "items", "propensities"])
+    except (OSError, ValueError, KeyError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
     t = t.take(np.argsort(t.column("request_id").to_numpy(), kind="stable"))
     rid, user, ts = (t.column(c).to_numpy() for c in ("request_id", "user_id", "ts"))
     is_comment = np.array([k == "comment" for k in t.column("kind").to_pylist()], bool)

@@ -211,3 +211,32 @@ def test_bad_input_exits_2_with_one_line(spark, units, tmp_path):
     for path in (twice, no_variant):
         args = [str(path), "--metric", "watch"]
         assert fails([*args, "--engine", "spark"]) == fails(args), path
+
+
+def test_spark_cli_one_line_literal_paths_and_quoted_headers(tmp_path):
+    """In a fresh process (its own JVM): the file named is read (not what its name matches as a glob), an
+    RFC 4180 quoted header ("a""b") is read as a"b, a bad metric is exactly one line on stderr (the JVM's
+    start-up notices go to its log), and a missing file is refused before any JVM starts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = "".join(f"{i},{'control' if i % 2 else 'treatment'},{i}\n" for i in range(40))
+    (tmp_path / "g[ab].csv").write_text('user_id,variant,"a""b"\n' + rows)
+    (tmp_path / "ga.csv").write_text('user_id,variant,"a""b"\n' + rows.replace(",", ",1", 2))  # what a glob would read
+    cli = [sys.executable, "-m", "cli", "abtest", "report", "--engine", "spark", "--spark-master", "local[1]"]
+    cwd = Path(__file__).resolve().parents[2]
+    ok = subprocess.run([*cli, str(tmp_path / "g[ab].csv"), "--metric", 'a"b', "--format", "json"], cwd=cwd,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["variants"] == {"control": 20, "treatment": 20} and report["metrics"][0]["control_mean"] == 20.0
+    assert ok.stderr.strip() == ""
+    bad = subprocess.run([*cli, str(tmp_path / "g[ab].csv"), "--metric", "nope"], cwd=cwd, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"error: {tmp_path / 'g[ab].csv'}: no metric 'nope' "
+                                                                       f"(columns: user_id, variant, a\"b)"]
+    code = ("from typer.testing import CliRunner; from cli import app; from pyspark import SparkContext; "
+            f"r = CliRunner().invoke(app, ['abtest', 'report', {str(tmp_path / 'none.csv')!r}, '--engine', 'spark']); "
+            "print(r.exit_code, SparkContext._active_spark_context is None, r.stderr.strip())")
+    missing = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert missing.stdout.strip() == f"2 True error: {tmp_path / 'none.csv'}: no such file or directory", missing.stderr

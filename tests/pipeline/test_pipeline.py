@@ -59,6 +59,8 @@ def test_good_policy_specs_pass_the_check():
     ({"alpha": 1.5}, r"--alpha must be in \(0, 1\)"),
     ({"metrics": ["clicks"]}, "--metric 'clicks'"),
     ({"bootstrap": -1}, "--bootstrap must be >= 0"),
+    ({"bootstrap": 1}, "needs at least 2 replicates"),
+    ({"bootstrap": 0}, "needs --hold-sessions"),  # the session model's interval is a bootstrap
 ])
 def test_offline_options_are_checked_before_the_logs_are_read(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):  # abtest's InputError, a ValueError
@@ -92,6 +94,18 @@ def test_offline_prediction_is_a_dataclass_and_the_cli_prints_its_dict(tempered_
                             "--treatment", "oracle", "--estimator", "cascade-ips", "--format", "json"])
     assert r.exit_code == 0, r.output
     assert r.stdout == json.dumps(d, indent=2, allow_nan=False) + "\n"
+
+
+def test_bootstrap_0_is_the_normal_approximation_with_held_sessions(tempered_run):
+    """`--bootstrap 0 --hold-sessions` (documented: normal approximation) predicts every identified metric,
+    with an interval around its point; sessions stay unidentified when the request stream is held."""
+    d = pipeline.offline_prediction(tempered_run, "popularity", "oracle", bootstrap=0, hold_sessions=True).as_dict()
+    by_name = {m["name"]: m for m in d["metrics"]}
+    for name in ("comment_watch_time", "video_watch_time"):
+        m = by_name[name]
+        assert m["rel_effect"] is not None and m["rel_ci"][0] < m["rel_effect"] < m["rel_ci"][1], m
+        assert "bootstrap_ci" not in m["flags"]
+    assert by_name["sessions"]["rel_effect"] is None and "not_identified" in by_name["sessions"]["flags"]
 
 
 @pytest.mark.parametrize("width", [60, 80, 160])

@@ -128,3 +128,30 @@ def test_an_unreachable_cluster_address_fails_fast_with_one_line():
     with pytest.raises(InputError, match="no Ray cluster answers"):
         _check_reachable("127.0.0.1:1", timeout_s=2)
     _check_reachable("auto")  # resolved by Ray itself
+
+
+def test_an_address_that_answers_but_is_not_ray_fails_fast_with_one_line():
+    """A port that takes connections and stays silent, and an HTTP/1.1 server: both refused within the
+    probe's deadline (Ray itself hung past 150 s on the first and logged 20 lines on the second)."""
+    import http.server
+    import socket
+    import threading
+    import time
+
+    from simulator.ray import _check_reachable
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    http_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=http_server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(InputError, match="does not answer as a Ray cluster within 2 s"):
+            _check_reachable(f"127.0.0.1:{silent.getsockname()[1]}", timeout_s=2)
+        with pytest.raises(InputError, match="not a Ray cluster \\(it does not speak gRPC\\)"):
+            _check_reachable(f"127.0.0.1:{http_server.server_address[1]}", timeout_s=2)
+        assert time.monotonic() - started < 6
+    finally:
+        http_server.shutdown()
+        silent.close()
