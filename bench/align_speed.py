@@ -51,7 +51,7 @@ def default_data(work: Path) -> Path:
         size = DEMO_SIZES["default"]
         cfg = simulation_config(None, seed=0, n_users=size["users"], n_videos=size["videos"], days=size["days"])
         simulate(cfg, work / "world", "popularity", None, DEMO_LOGGING_TEMPERATURE, None)
-        write_dataset(build_dataset(work / "world"), data)
+        write_dataset(build_dataset(work / "world"), data, replace=True)
     return data
 
 

@@ -113,13 +113,13 @@ def run_seed(seed: int, data: Path, world: Path, work: Path, threads: int, log) 
             (d / "timings.json").write_text(json.dumps(timings, indent=1))
 
     align_cfg = AlignConfig(seed=seed, threads=threads)
-    piece("stage 1 (one epoch)", _aligned_with(d / "aligned", align_cfg), lambda: align_model(data, d / "aligned", align_cfg))
+    piece("stage 1 (one epoch)", _aligned_with(d / "aligned", align_cfg), lambda: align_model(data, d / "aligned", align_cfg, overwrite=True))
     control, treatment = control_config(seed, threads), treatment_config(seed, threads)
-    piece("sasrec", _trained_with(d / "sasrec", control), lambda: train_model(data, d / "sasrec", control))
+    piece("sasrec", _trained_with(d / "sasrec", control), lambda: train_model(data, d / "sasrec", control, overwrite=True))
     piece("lsvcr-align", _trained_with(d / "lsvcr-align", treatment),
-          lambda: train_model(data, d / "lsvcr-align", treatment, init=d / "aligned"))
+          lambda: train_model(data, d / "lsvcr-align", treatment, init=d / "aligned", overwrite=True))
     piece("lsvcr-noalign", _trained_with(d / "lsvcr-noalign", treatment),
-          lambda: train_model(data, d / "lsvcr-noalign", treatment))
+          lambda: train_model(data, d / "lsvcr-noalign", treatment, overwrite=True))
     out: dict = {"seed": seed, "stage1": json.loads((d / "aligned" / "timings.json").read_text())}
     for arm in ARMS:
         out[arm] = arm_numbers(d, arm, data, world, seed, threads, piece)

@@ -69,7 +69,7 @@ def check_seed(seed: int, work: Path, threads: int, log) -> dict:
     if not _trained_with(out, tuned):
         log(f"seed {seed}: sasrec-stride1 ...")
         t0 = time.perf_counter()
-        train_model(data, out, tuned)
+        train_model(data, out, tuned, overwrite=True)
         log(f"seed {seed}: trained in {time.perf_counter() - t0:.0f} s")
     row: dict = {"seed": seed, "sasrec_stride": 1}
     for name in ("sasrec", "sasrec-stride1"):

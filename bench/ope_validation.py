@@ -63,12 +63,13 @@ def train_models(world: Path, work: Path, seed: int, quick: bool) -> dict[str, s
     names = {"sasrec": f"sasrec:{work / 'sasrec'}", "lsvcr": f"lsvcr:{work / 'lsvcr'}"}
     if (work / "lsvcr" / "model.safetensors").is_file():  # a kept --work dir: trained already
         return names
-    write_dataset(build_dataset(world), work / "data")
-    train_model(work / "data", work / "sasrec", FinetuneConfig(model="sasrec", epochs=10 if quick else 30, seed=seed), quiet)
+    write_dataset(build_dataset(world), work / "data", replace=True)
+    train_model(work / "data", work / "sasrec", FinetuneConfig(model="sasrec", epochs=10 if quick else 30, seed=seed), quiet,
+                overwrite=True)
     align_model(work / "data", work / "aligned", AlignConfig(batch_size=16, max_prompt_tokens=256,
-                                                            max_steps=2 if quick else 10, seed=seed), quiet)
+                                                            max_steps=2 if quick else 10, seed=seed), quiet, overwrite=True)
     train_model(work / "data", work / "lsvcr", FinetuneConfig(model="lsvcr", task="both", epochs=2 if quick else 4, seed=seed),
-                quiet, init=work / "aligned")
+                quiet, init=work / "aligned", overwrite=True)
     return {"sasrec": f"sasrec:{work / 'sasrec'}", "lsvcr": f"lsvcr:{work / 'lsvcr'}"}
 
 

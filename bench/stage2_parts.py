@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                **{arm: row[arm] for arm in ARMS}}
         for arm, parts in DIAGNOSTICS.items():
             piece(arm, _diagnostic_done(d / arm, cfg, parts),
-                  lambda arm=arm, parts=parts: train_model(data, d / arm, cfg, init=d / "aligned", **parts))
+                  lambda arm=arm, parts=parts: train_model(data, d / arm, cfg, init=d / "aligned", overwrite=True, **parts))
             out[arm] = arm_numbers(d, arm, data, data.parent / "world", seed, args.threads, piece)
         rows = sorted([r for r in rows if r["seed"] != seed] + [out], key=lambda r: r["seed"])
         atomic.write_text(args.results, json.dumps({"rows": rows, "table": table(rows)}, indent=1) + "\n")

@@ -45,7 +45,7 @@ def world_data(work: Path, fidelity: float, users: int, videos: int, days: int) 
     if not (data / "meta.json").is_file():
         cfg = simulation_config(None, seed=0, n_users=users, n_videos=videos, days=days, text_fidelity=fidelity)
         simulate(cfg, work / "world", "popularity", None, DEMO_LOGGING_TEMPERATURE, None)
-        write_dataset(build_dataset(work / "world"), data)
+        write_dataset(build_dataset(work / "world"), data, replace=True)
     return data
 
 

@@ -43,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="dataset directory (LSVCR layout)")
     p.add_argument("--out", type=Path, required=True, help="aligned directory to write")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint (same options)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT")
     p.add_argument("--allow-pickle", action="store_true", help="read the original code's pickled id lists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     hints = typing.get_type_hints(AlignConfig)
@@ -68,7 +69,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, AlignConfig]:
 
 
 def argv(cfg: AlignConfig, data: Path, out: Path, resume: bool = False, allow_pickle: bool = False,
-         quiet: bool = False) -> list[str]:
+         quiet: bool = False, overwrite: bool = False) -> list[str]:
     """The command line that ``parse`` reads back as ``cfg`` (fields at their default are left out)."""
     args = ["--data", str(data), "--out", str(out)]
     for f in fields(AlignConfig):
@@ -79,20 +80,24 @@ def argv(cfg: AlignConfig, data: Path, out: Path, resume: bool = False, allow_pi
             args.append(flag(f.name) if value else "--no-" + flag(f.name)[2:])
         else:
             args += [flag(f.name), str(value)]
-    return args + [name for name, on in (("--resume", resume), ("--allow-pickle", allow_pickle), ("-q", quiet)) if on]
+    return args + [name for name, on in (("--resume", resume), ("--allow-pickle", allow_pickle), ("-q", quiet),
+                                         ("--overwrite", overwrite)) if on]
 
 
 def main(args: list[str] | None = None) -> int:
     from rich.console import Console
+    from rich.text import Text
 
+    import atomic
     from lsvcr.train import align_model
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, markup=False)
     try:
         opts, cfg = parse(sys.argv[1:] if args is None else args)
-        rep = align_model(opts.data, opts.out, cfg, None if opts.quiet else err, opts.allow_pickle, opts.resume)
-    except InputError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        rep = align_model(opts.data, opts.out, cfg, None if opts.quiet else err, opts.allow_pickle, opts.resume,
+                          opts.overwrite)
+    except (InputError, atomic.OutputError) as e:
+        err.print(Text.assemble(("error:", "bold red"), f" {e}"), highlight=False, soft_wrap=True)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         last = rep["losses"][-1] if rep["losses"] else {}

@@ -109,14 +109,16 @@ def split_timings(report: dict) -> tuple[dict, dict]:
 
 
 def align_model(data_dir: str | Path, out_dir: str | Path, cfg, console: Console | None = None,
-                allow_pickle: bool = False, resume: bool = False) -> dict:
-    """Stage 1 on ``data_dir`` into the aligned directory ``out_dir``; return its report."""
+                allow_pickle: bool = False, resume: bool = False, overwrite: bool = False) -> dict:
+    """Stage 1 on ``data_dir`` into the aligned directory ``out_dir``; return its report. An existing
+    ``out_dir`` is written into only with ``resume`` (its checkpoint) or ``overwrite``."""
     from dataclasses import asdict
 
     from lsvcr import align
 
     from lsvcr import distributed
 
+    atomic.check_output(out_dir, inputs=[data_dir], overwrite=overwrite or resume)
     ds = read_dataset(Path(data_dir), allow_pickle)
     try:
         return asdict(align.align(ds, out_dir, cfg, console, resume=resume))
@@ -269,8 +271,9 @@ def _stage1(req: TrainRequest, aligned: Path, console: Console | None) -> dict |
         from lsvcr.align_main import argv as align_argv
 
         args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={req.ddp}",
-                "-m", "lsvcr.align_main", *align_argv(acfg, req.data, aligned, req.resume, req.allow_pickle, req.quiet)]
+                "-m", "lsvcr.align_main", *align_argv(acfg, req.data, aligned, req.resume, req.allow_pickle, req.quiet,
+                                                      req.overwrite)]
         if subprocess.run(args).returncode != 0:
             raise InputError(f"stage 1 under --ddp {req.ddp} failed (see the output above)")
         return None
-    return align_model(req.data, aligned, acfg, console, req.allow_pickle, req.resume)
+    return align_model(req.data, aligned, acfg, console, req.allow_pickle, req.resume, req.overwrite)

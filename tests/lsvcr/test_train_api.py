@@ -28,11 +28,11 @@ def calls(monkeypatch):
     """The calls run_training makes to the two stages, in order."""
     log = []
 
-    def align_model(data, out, cfg, console=None, allow_pickle=False, resume=False):
+    def align_model(data, out, cfg, console=None, allow_pickle=False, resume=False, overwrite=False):
         log.append(("align", Path(out), cfg))
         return {"steps": 2, "samples_per_s": 4.0, "losses": [{"total": 1.5}]}
 
-    def train_model(data, out, cfg, console=None, allow_pickle=False, init=None):
+    def train_model(data, out, cfg, console=None, allow_pickle=False, init=None, overwrite=False):
         log.append(("finetune", Path(out), cfg, init))
         return METRICS
 
