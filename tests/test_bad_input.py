@@ -309,3 +309,18 @@ def test_a_run_killed_at_any_moment_leaves_the_old_or_the_new_output(tmp_path):
     subprocess.run(build, cwd=cwd, check=True, capture_output=True)
     assert snapshot(out) == new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "world"]  # the killed runs' temporaries are gone
+
+
+def test_the_losing_side_of_two_runs_into_one_new_out_gets_one_line(tmp_path, monkeypatch):
+    """Two `simulate` runs into the same new --out: both pass the early check, the first to finish publishes,
+    the second is refused at its publish (one line, exit 2) and the winner's run is intact."""
+    import simulator.run
+
+    size = ["--users", "20", "--videos", "20", "--days", "1", "-q"]
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["simulate", "--out", str(out), *size]).exit_code == 0
+    winner = snapshot(out)
+    monkeypatch.setattr(simulator.run.atomic, "check_output", lambda *a, **k: None)  # it started before the winner ended
+    r = runner.invoke(app, ["simulate", "--out", str(out), "--seed", "1", *size])
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [f"error: {out} already exists and is not empty"], r.output
+    assert snapshot(out) == winner and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
