@@ -210,7 +210,7 @@ def simulate(
     with progress_bar("simulating", cfg.days, quiet) as progress:
         summary = simulate(cfg, out, policy, explore, temperature, shards, progress=progress, on_ray=on_ray)
     render_simulation_summary(summary)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ def data_build(
     from lsvcr.data.build import BuildConfig, build_and_write
 
     render_dataset_stats(build_and_write(run_dir, out, BuildConfig(long_play_fraction, long_read_s, history_len), overwrite), out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("import-recbole")
@@ -332,7 +332,7 @@ def data_import_recbole(
     from lsvcr.data.recbole import import_and_write
 
     render_dataset_stats(import_and_write(inter, out, item, title_field, history_len, overwrite), out)
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
 def render_metrics(result: dict) -> None:
@@ -394,7 +394,7 @@ def render_training(result) -> None:
     console.print(f"best epoch {best} (val NDCG@5 {tr['best_val_ndcg5']:.4f}), "
                   f"{tr['train_seconds']:.1f} s training, {tr['targets_per_s']:,.0f} targets/s")
     render_metrics(result.metrics["test_sampled100"])
-    console.print(f"wrote {result.out}")
+    console.print(f"wrote {result.out}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -531,7 +531,7 @@ def abtest_report(
     report = build_report(input, config, table=table)
     print_warnings(report.warnings)
     for path in emit(report, fmt.value, out, console):
-        err_console.print(f"wrote {path}", highlight=False)
+        err_console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 @abtest_app.command("power")
@@ -742,7 +742,7 @@ def abtest_offline(
         typer.echo(text)
     else:
         atomic.write_text(out, text)
-        err_console.print(f"wrote {out}", highlight=False)
+        err_console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Optional, Protocol
 
 from abtest.errors import InputError as AbtestInputError
-from abtest.offline_ab import DEFAULT_ESTIMATOR as DEFAULT_OFFLINE_ESTIMATOR
+from abtest.offline.prediction import DEFAULT_ESTIMATOR as DEFAULT_OFFLINE_ESTIMATOR
 
 DEFAULT_BOOTSTRAP = 30  # user-bootstrap replicates of the offline prediction (the session model refitted on each)
 from simulator.errors import InputError as SimulatorInputError
@@ -165,7 +165,7 @@ class OfflinePrediction:
 
 def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int, hold_sessions: bool = False) -> None:
     """Raise ``InputError`` for an option ``offline_prediction`` cannot use."""
-    from abtest.offline_ab import ESTIMATORS, METRICS
+    from abtest.offline.prediction import ESTIMATORS, METRICS
 
     if estimator not in ESTIMATORS:
         raise AbtestInputError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
@@ -183,26 +183,77 @@ def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int,
                                "intervals are a user bootstrap (give at least 2 replicates; default 30)")
 
 
-def response_models(log):
-    """The user-response models fitted on a logging run (never its truth tables), as
-    ``offline_ab.predict`` calls them: the feed model for video rewards and the comment-section
-    model for comment rewards (abtest.response_model), each fitted on first use."""
+KINDS = {"feed": "video", "comments": "comment"}  # feedback surfaces -> the prediction's kinds of request
+
+
+def logged_requests(fb) -> dict:
+    """A feedback log's requests as ``prediction.predict`` reads them (by kind of request), with the video
+    reward ``frac`` (watch fraction: ``watch_s`` over the video's duration) where the log has durations."""
     import numpy as np
 
-    from abtest import response_model as rm
+    out = {}
+    for name, s in fb.surfaces.items():
+        shown = s.items >= 0
+        out[KINDS[name]] = {"kind": KINDS[name], "request_id": s.request_id, "user_id": s.user, "day": s.day,
+                            "items": s.items, "logging_marginal": s.marginal,
+                            "logging_prefix": np.where(shown, s.prefix, 1.0), "rewards": dict(s.rewards)}
+    feed = fb.surfaces.get("feed")
+    if feed is not None and "watch_s" in feed.rewards and "feed" in fb.items:
+        duration = _durations(fb)
+        out["video"]["rewards"]["frac"] = np.where(feed.items >= 0, feed.rewards["watch_s"] / duration[np.maximum(feed.items, 0)], 0.0)
+    return out
 
-    lg = log.logged("comment")
-    rows = log.comment_rows(lg.items)
-    subject, form = rm.comment_text_features(log.comments.text, list(log.world.titles))
-    section = rm.SectionData(np.asarray(lg.user_id), np.asarray(lg.day), rows, lg.rewards["impressions"] > 0,
-                             lg.rewards["reads"] > 0, lg.rewards["read_s"], subject, form,
-                             np.asarray(log.comments.words), log.comment_likes_by_day())
+
+def _durations(fb):
+    """[max video id + 1] each video's duration (items.parquet; NaN unknown)."""
+    import numpy as np
+
+    videos = fb.items["feed"]
+    top = max(int(videos.ids.max(initial=0)), int(fb.surfaces["feed"].cand_flat.max(initial=0)))
+    duration = np.full(top + 1, np.nan)
+    duration[videos.ids] = videos.duration_s
+    return duration
+
+
+def response_models(fb):
+    """The user-response models fitted on a feedback log, as ``prediction.predict`` calls them: the
+    feed model for video rewards and the comment-section model for comment rewards
+    (abtest.offline.response_model), each fitted on first use; None where the log lacks what a model
+    reads (titles and comment text in items.parquet, the outcomes it models)."""
+    import numpy as np
+
+    from abtest.offline import response_model as rm
+
+    feed, com = fb.surfaces.get("feed"), fb.surfaces.get("comments")
+    videos, comments = fb.items.get("feed"), fb.items.get("comments")
     contexts = {}  # built on first use, once
 
+    def section():
+        rows = comments.rows(com.items)
+        subject, form = rm.comment_text_features(list(comments.text), list(videos.text))
+        likes = rm.candidate_matrix(com.cand_off, comments.rows(com.cand_flat), com.features["popularity"],
+                                    len(comments.ids))
+        return rm.SectionData(com.user, com.day, rows, com.rewards["impressions"] > 0, com.rewards["reads"] > 0,
+                              com.rewards["read_s"], subject, form,
+                              np.array([t.count(" ") + 1 for t in comments.text]), likes)
+
+    def feed_data():
+        items = videos.rows(feed.items)
+        duration = videos.duration_s
+        frac = np.where(items >= 0, feed.rewards["watch_s"] / duration[np.maximum(items, 0)], 0.0)
+        pop = rm.candidate_matrix(feed.cand_off, videos.rows(feed.cand_flat), feed.features["popularity"], len(videos.ids))
+        return rm.FeedData(feed.user, feed.day, items, feed.rewards["impressions"] > 0, frac,
+                           feed.rewards["comment_read_s"], rm.bag_of_words(list(videos.text)),
+                           np.asarray(duration, np.float64), pop)
+
+    def has(s, names):
+        return s is not None and all(n in s.rewards for n in names) and "popularity" in s.features
+
     def predictions(kind: str, reward: str, slates, subset=None):
-        if kind == "video" and reward in rm.VIDEO_OUTPUTS:
+        if kind == "video" and reward in rm.VIDEO_OUTPUTS and videos is not None and \
+                has(feed, ("impressions", "plays", "watch_s", "comment_read_s")):
             if "video" not in contexts:
-                contexts["video"] = rm.FeedContext(feed_data(log))
+                contexts["video"] = rm.FeedContext(feed_data())
             ctx = contexts["video"]
             if subset is not None:
                 model = rm.fit_feed(ctx.d, ctx, rows=subset)
@@ -210,99 +261,145 @@ def response_models(log):
                 if "feed_model" not in contexts:
                     contexts["feed_model"] = rm.fit_feed(ctx.d, ctx)
                 model = contexts["feed_model"]
-            return [rm.predict_feed(model, ctx, np.asarray(s), reward) for s in slates]
-        if kind != "comment" or reward not in rm.OUTPUTS:
+            return [rm.predict_feed(model, ctx, videos.rows(np.asarray(s)), reward) for s in slates]
+        if kind != "comment" or reward not in rm.OUTPUTS or comments is None or videos is None or \
+                not has(com, ("impressions", "reads", "read_s")):
             return None
         if "comment" not in contexts:
-            contexts["comment"] = rm.Context(section)
-        return rm.fit_predict(section, log.config.behaviour.comment_preview, [log.comment_rows(s) for s in slates], reward,
-                              users_subset=subset, ctx=contexts["comment"])
+            contexts["comment"] = rm.Context(section())
+        ctx = contexts["comment"]
+        return rm.fit_predict(ctx.d, fb.meta.get("comment_preview", 1), [comments.rows(s) for s in slates], reward,
+                              users_subset=subset, ctx=ctx)
 
     return predictions
 
 
-def feed_data(log):
-    """The logged video requests in the feed model's terms: which positions were shown (the
-    impression events), watch fractions, downstream comment seconds, titles, daily play counts."""
+def session_fits(fb, replicates: int, seed: int = 0):
+    """The session model (abtest.offline.sessions) fitted on a feedback log, with its bootstrap refits."""
+    from abtest.offline import sessions
+
+    return sessions.fit_with_bootstrap(sessions.from_feedback(fb), fb.n_users, replicates, seed)
+
+
+def offline_targets(fb, requests, spec: str, marginals: bool) -> dict:
+    """A policy SPEC on every logged request of ``fb``: {kind: {items, marginal, prefix, sampled}}.
+
+    ``logged`` is the logging policy itself (its own probabilities); built-ins, ``sasrec:``/``lsvcr:``
+    model dirs and the simulator-only ``oracle`` run through ``simulator.counterfactual`` on the
+    log's requests and histories."""
+    from simulator.counterfactual import LoggedRequests, serve
+
+    if spec == "logged":
+        import numpy as np
+
+        return {KINDS[n]: {"items": s.items, "marginal": s.marginal, "prefix": np.where(s.items >= 0, s.prefix, 1.0),
+                           "sampled": np.zeros(len(s), bool)} for n, s in fb.surfaces.items()}
+    policy, features = offline_policy(spec, fb)
+    if features:
+        requests = LoggedRequests(fb, features)
+    targets = serve(requests, policy, seed=int(fb.meta.get("seed", 0)), marginals=marginals)
+    return {KINDS[n]: t._asdict() for n, t in targets.items()}
+
+
+def offline_policy(spec: str, fb):
+    """(a simulator policy, extra logged features {surface: {name: values}}) of a SPEC on a feedback log."""
+    from simulator.explore import Softmax
+    from simulator.policy import FeaturePolicy, PopularityPolicy, RandomPolicy
+
+    name, at, temp = spec.rpartition("@")
+    base = name if at else spec
+    temperature = None
+    if at:
+        try:
+            temperature = float(temp)
+        except ValueError:
+            raise SimulatorInputError(f"policy spec {spec!r}: the temperature after @ must be a number") from None
+    features = {}
+    if base == "random" and not at:
+        return RandomPolicy(), features
+    if base == "popularity":
+        if any("popularity" not in s.features for s in fb.surfaces.values()):
+            raise AbtestInputError(f"{spec}: the log carries no candidate feature 'popularity' in requests.parquet")
+        policy = PopularityPolicy()
+    elif base == "oracle":
+        features = oracle_features(fb)
+        policy = FeaturePolicy("oracle")
+    else:
+        kind, sep, path = spec.partition(":")
+        if sep and kind in ("sasrec", "lsvcr") and path:
+            from lsvcr.policy import load_policy
+
+            return load_policy(kind, Path(path)), features
+        raise SimulatorInputError(f"unknown policy spec {spec!r}: use {OFFLINE_POLICY_SPECS}")
+    return (Softmax(policy, temperature) if temperature is not None else policy), features
+
+
+OFFLINE_POLICY_SPECS = ("logged | random | popularity | sasrec:MODEL_DIR | lsvcr:MODEL_DIR | oracle (simulator logs "
+                        "only); popularity@T, oracle@T: sampled (Plackett–Luce at temperature T)")
+
+
+def oracle_features(fb) -> dict:
+    """The oracle's latent value of every candidate (a simulation's truth/oracle_scores.parquet, beside its
+    feedback/): simulator-only, never part of a team's logs."""
     import numpy as np
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
-    from abtest import response_model as rm
-
-    lg = log.logged("video")
-    items = np.asarray(lg.items)
-    n, K = items.shape
-    run = Path(log.run_dir)
-    source = run / "events.parquet" if (run / "events.parquet").is_file() else run / "events"
-    table = ds.dataset(source).to_table(columns=["event", "request_id", "position"])
-    table = table.filter(pc.equal(pc.cast(table.column("event"), "string"), "impression"))
-    rid, pos = table.column("request_id").to_numpy(), table.column("position").to_numpy()
-    order = np.asarray(lg.request_id)
-    at = np.minimum(np.searchsorted(order, rid), max(n - 1, 0))
-    ok = (order[at] == rid) & (pos < K) if n else np.zeros(0, bool)
-    shown = np.zeros((n, K), bool)
-    shown[at[ok], pos[ok]] = True
-    return rm.FeedData(np.asarray(lg.user_id), np.asarray(lg.day), items, shown, watch_fraction(log),
-                       np.asarray(lg.rewards["comment_read_s"]), rm.bag_of_words(list(log.world.titles)),
-                       np.asarray(log.world.duration_s, np.float64), np.stack([v.video_recent_plays for v in log.views]))
-
-
-def watch_fraction(log):
-    """[n, K] each logged video position's watch fraction (play seconds over the video's duration)."""
-    import numpy as np
-
-    lg = log.logged("video")
-    items = np.asarray(lg.items)
-    duration = np.asarray(log.world.duration_s, np.float64)
-    return np.where(items >= 0, np.asarray(lg.rewards["watch_s"]) / duration[np.maximum(items, 0)], 0.0)
-
-
-def session_fits(log, replicates: int, seed: int = 0):
-    """The session model (abtest.sessions) fitted on the logging run, with its bootstrap refits."""
-    from abtest import sessions
-
-    b = log.config.behaviour
-    slog = sessions.read_sessions(log.run_dir, days=len(log.views), cap=b.max_impressions, min_gap_s=b.min_gap_s)
-    return sessions.fit_with_bootstrap(slog, log.config.world.n_users, replicates, seed)
+    path = Path(fb.path).parent / "truth" / "oracle_scores.parquet"
+    if not path.is_file():
+        raise AbtestInputError(f"oracle: {path} is missing (the oracle ranks by a simulation's latent truth)")
+    table = pq.read_table(path)
+    rid = table.column("request_id").to_numpy()
+    flat = table.column("oracle").combine_chunks()
+    offsets, values = flat.offsets.to_numpy(), flat.flatten().to_numpy()
+    at = {int(r): k for k, r in enumerate(rid.tolist())}
+    out = {}
+    for name, s in fb.surfaces.items():
+        parts = []
+        for r in s.request_id.tolist():
+            k = at.get(int(r))
+            if k is None:
+                raise AbtestInputError(f"oracle: {path} has no scores for request {r}")
+            parts.append(values[offsets[k]: offsets[k + 1]])
+        out[name] = {"oracle": np.concatenate(parts) if parts else np.zeros(0)}
+    return out
 
 
 def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, estimator: str = DEFAULT_OFFLINE_ESTIMATOR,
                        alpha: float = 0.05, detail: bool = False, bootstrap: int = DEFAULT_BOOTSTRAP,
                        status: Callable[[str], ContextManager] = contextlib.nullcontext,
                        hold_sessions: bool = False) -> OfflinePrediction:
-    """Replay control and treatment on a logging run; predict treatment's lift over control per user-day.
-    ``status(message)`` wraps each replay (a spinner in the CLI). By default the session model
-    (abtest.sessions, fitted on the same logs) carries each policy's effect on session length and
-    returns, and the intervals are a user bootstrap of ``bootstrap`` replicates; ``hold_sessions``
-    keeps the logged request stream fixed instead (the per-request quantity; sessions not identified)."""
-    from abtest.offline_ab import DEFAULT_METRICS, METRICS, predict
-    from abtest.ope import compare
-    from simulator.replay import load_run, replay
+    """Both policies on every request of a feedback log (LOGS, or a simulation run holding one): treatment's
+    lift over control per unit. ``status(message)`` wraps each policy's pass (a spinner in the CLI). By
+    default the session model (abtest.offline.sessions, fitted on the same logs) carries each policy's
+    effect on session length and returns, and the intervals are a user bootstrap of ``bootstrap``
+    replicates; ``hold_sessions`` keeps the logged request stream fixed instead (the per-request quantity;
+    sessions not identified)."""
+    from abtest.offline.feedback import read_feedback
+    from abtest.offline.ope import compare
+    from abtest.offline.prediction import DEFAULT_METRICS, METRICS, predict
+    from simulator.counterfactual import LoggedRequests
 
     check_offline_options(estimator, alpha, metrics, bootstrap, hold_sessions)
     metrics = list(metrics or DEFAULT_METRICS)
     needs_marginals = detail or estimator in ("iips", "dr", "model-pdr", "model-pcm")
-    log = load_run(logs)
-    specs = {"control": control, "treatment": treatment}
+    fb = read_feedback(logs)
+    requests = LoggedRequests(fb)
     targets = {}
-    for name, spec in specs.items():
-        policy = resolve_policy(spec, log.world, log.comments, log.config)
-        with status(f"replaying {name} ({spec}) on the logged requests"):
-            targets[name] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=needs_marginals).items()}
-    logged = logged_requests(log)
+    for name, spec in {"control": control, "treatment": treatment}.items():
+        with status(f"{name} ({spec}) on the logged requests"):
+            targets[name] = offline_targets(fb, requests, spec, needs_marginals)
+    logged = logged_requests(fb)
     fits = None
     if not hold_sessions:
         with status(f"fitting the session model ({bootstrap} bootstrap refits)"):
-            fits = session_fits(log, bootstrap)
-    predictions = predict(logged, targets["control"], targets["treatment"], n_users=log.config.world.n_users,
-                          n_days=len(log.views), preview=log.config.behaviour.comment_preview, metrics=metrics,
-                          estimator=estimator, alpha=alpha, response_model=response_models(log), bootstrap=bootstrap,
-                          sessions=fits)
+            fits = session_fits(fb, bootstrap)
+    predictions = predict(logged, targets["control"], targets["treatment"], n_users=fb.n_users, n_days=fb.n_days,
+                          preview=fb.meta.get("comment_preview", 1), metrics=metrics, estimator=estimator, alpha=alpha,
+                          response_model=response_models(fb), bootstrap=bootstrap, sessions=fits)
     result = {
-        "logs": str(logs), "logging_policy": log.manifest.get("policy"), "alpha": alpha, "estimator": estimator,
-        "unit": "user-day", "n_units": log.config.world.n_users * len(log.views), "control": control,
-        "treatment": treatment, "requests": {kind: len(log.logged(kind).request_id) for kind in logged},
+        "logs": str(logs), "logging_policy": fb.logging_policy, "alpha": alpha, "estimator": estimator,
+        "unit": fb.unit, "n_units": fb.n_units, "control": control, "treatment": treatment,
+        "requests": {kind: len(lg["request_id"]) for kind, lg in logged.items()},
         "metrics": [p.as_dict() for p in predictions], "warnings": [],
     }
     for m in result["metrics"]:
@@ -328,13 +425,6 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
                                    estimator="all", alpha=alpha)
         result["warnings"] += result["detail"].pop("warnings")
     return OfflinePrediction(**result)
-
-
-def logged_requests(log) -> dict:
-    """The logging run's requests as ``offline_ab.predict`` reads them, with the video reward ``frac``."""
-    logged = {kind: log.logged(kind)._asdict() for kind in ("video", "comment")}
-    logged["video"]["rewards"] = {**logged["video"]["rewards"], "frac": watch_fraction(log)}
-    return logged
 
 
 def offline_vs_online(offline: dict, online: dict) -> list[str]:

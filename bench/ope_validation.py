@@ -28,13 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from abtest.offline_ab import predict  # noqa: E402
+from abtest.offline.prediction import predict  # noqa: E402
 from abtest.report import ReportConfig, build_report  # noqa: E402
 from abtest.render import to_json  # noqa: E402
-from pipeline import logged_requests, resolve_policy, response_models, session_fits  # noqa: E402
+from abtest.offline.feedback import read_feedback  # noqa: E402
+from pipeline import logged_requests, offline_targets, resolve_policy, response_models, session_fits  # noqa: E402
 from simulator import SimConfig, simulate  # noqa: E402
+from simulator.counterfactual import LoggedRequests  # noqa: E402
 from simulator.experiment import run_experiment, world_config  # noqa: E402
-from simulator.replay import load_run, replay  # noqa: E402
 
 BUILTIN_PAIRS = [
     ("popularity", "oracle"),
@@ -182,23 +183,23 @@ def main() -> None:
                 ranking[seed] = ranking_metrics(work, seed)
                 print(json.dumps({"seed": seed, "ranking": ranking[seed]}), file=sys.stderr, flush=True)
             spec = lambda p: names.get(p, p)  # noqa: E731
-            log = load_run(world)
-            logged = logged_requests(log)
-            response_model = response_models(log)
-            fits = session_fits(log, args.bootstrap)
+            fb = read_feedback(world)
+            logged = logged_requests(fb)
+            response_model = response_models(fb)
+            fits = session_fits(fb, args.bootstrap)
+            requests = LoggedRequests(fb)
             replays = {}
             marginals = any(e.removesuffix(HOLD) in MARGINAL_ESTIMATORS for e in estimators)
             for p in sorted({p for pair in pairs for p in pair}):
-                policy = resolve_policy(spec(p), log.world, log.comments, log.config)
-                replays[p] = {kind: t._asdict() for kind, t in replay(log, policy, marginals=marginals).items()}
+                replays[p] = offline_targets(fb, requests, spec(p), marginals)
             for control, treatment in pairs:
                 truth = online(world, work / f"ab-{control}-vs-{treatment}", spec(control), spec(treatment), users,
                                args.reuse_online)
                 significant = truth["p_value"] is not None and truth["p_value"] < truth["alpha"]
                 for est in estimators:
                     base, held = est.removesuffix(HOLD), est.endswith(HOLD)
-                    (m,) = predict(logged, replays[control], replays[treatment], n_users=log.config.world.n_users,
-                                   n_days=len(log.views), preview=log.config.behaviour.comment_preview,
+                    (m,) = predict(logged, replays[control], replays[treatment], n_users=fb.n_users,
+                                   n_days=fb.n_days, preview=fb.meta["comment_preview"],
                                    metrics=(METRIC,), estimator=base, response_model=response_model,
                                    bootstrap=args.bootstrap, sessions=None if held else fits)
                     lo, hi = m.rel_ci

@@ -23,7 +23,7 @@ once; the comment requests of the videos played from that page reuse the encoded
 their own video as the query. The comment ranking therefore sees the user as of the page request
 — as on a platform that requests a video's comment list when it starts playing, before the play's
 watch time exists — and the encoder runs once per page instead of once per played video (the
-serving cost, see bench/abtest_run.py). ``simulator.replay`` serves logged requests the same way.
+serving cost, see bench/abtest_run.py). ``simulator.counterfactual`` serves logged requests the same way.
 
 Requests are served in batches (``rank_videos_batch`` / ``rank_comments_batch``); users without any
 usable history get the popularity ranking.

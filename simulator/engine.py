@@ -24,9 +24,9 @@ import simpy
 from . import rng as streams
 from .batching import Batcher, is_batched
 from .behaviour import (
-    drift_taste, initial_temper, open_logit, p_continue, p_like, p_play, p_post, p_read, read_seconds,
-    relevance_terms, relevances, return_gap_s, sigmoid, slate_appeal, temper_after_play, temper_after_skip,
-    temper_refund, video_utility, watch_fraction,
+    comment_relevance, drift_taste, initial_temper, open_logit, p_continue, p_like, p_play, p_post, p_read,
+    read_seconds, relevance_terms, relevances, return_gap_s, sigmoid, slate_appeal, temper_after_play,
+    temper_after_skip, temper_refund, video_utility, watch_fraction,
 )
 from .config import SimConfig
 from .eventlog import COLUMNS, SlateRow, session_logger
@@ -92,7 +92,7 @@ class CommentStore:
 
 
 # ----------------------------------------------------------------------------------------------
-# The daily-visibility rule (the engine and simulator.replay both build their views with these)
+# The daily-visibility rule
 # ----------------------------------------------------------------------------------------------
 def next_day_counts(recent_plays: np.ndarray, likes: np.ndarray, plays, liked_rows, decay: float
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -297,8 +297,10 @@ class Platform:
                 slate = yield s.batcher.videos(request)
             items = slate.items
             if self.slates is not None:
-                self.slates.append(SlateRow(rid, st.user, s.id, s.t, SLATE_VIDEO, -1, items, slate.propensities,
-                                            slate.prefix_propensities, cands))
+                self.slates.append(SlateRow(
+                    rid, st.user, s.id, s.t, SLATE_VIDEO, -1, items, slate.propensities, slate.prefix_propensities,
+                    cands, self.view.video_recent_plays[cands],
+                    video_utility(self.b, st.taste, world.video_topics[cands], world.video_quality[cands])))
             seen_mask[items] = True
             x_slate = video_utility(self.b, st.taste, world.video_topics[items], world.video_quality[items]).tolist()
             props, prefix = slate.propensities.tolist(), slate.prefix_propensities.tolist()
@@ -320,7 +322,7 @@ class Platform:
                     else:
                         yield env.timeout(max(0.0, s.t - env.now))
                         cslate = yield s.batcher.comments(request)
-                    comment_section(st, s, cslate, crid, v, pos, x, u_open)
+                    comment_section(st, s, cslate, crid, v, pos, x, u_open, rows)
             yield env.timeout(max(0.0, s.t - env.now))
         self._close_session(st, s)
 
@@ -389,14 +391,17 @@ class Platform:
         return u_open
 
     def comment_section(self, st: UserState, s: Session, slate, rid: int, v: int, vpos: int, x: float,
-                        u_open: float) -> None:
+                        u_open: float, candidates: np.ndarray) -> None:
         """The comment step: maybe open the section after a play of ``v`` (decided by the previewed top
         of ``slate``) and read it as a cascade; spends the session's clock, refunds its temper."""
         b, c = self.b, self.comments
         t = s.t
         if self.slates is not None:
-            self.slates.append(SlateRow(rid, st.user, s.id, t, SLATE_COMMENT, v, c.ids[slate.items],
-                                        slate.propensities, slate.prefix_propensities, None))
+            self.slates.append(SlateRow(
+                rid, st.user, s.id, t, SLATE_COMMENT, v, c.ids[slate.items], slate.propensities,
+                slate.prefix_propensities, c.ids[candidates], self.view.comment_likes[candidates].astype(np.float64),
+                comment_relevance(b, st.taste, st.style, c.topic[candidates], c.style[candidates],
+                                  c.quality[candidates])))
         shown = slate.items.tolist()
         k = b.comment_preview  # the open decision sees only the preview: the rest is scored if opened
         rel = relevances(b, s.terms, shown[:k], c.topic_list, c.style_list, c.quality_list)

@@ -44,7 +44,9 @@ class SlateRow(NamedTuple):
     items: np.ndarray  # shown ids, in order
     propensities: np.ndarray
     prefix_propensities: np.ndarray
-    candidates: np.ndarray | None  # video requests only
+    candidates: np.ndarray  # the ids the policy ranked (comment requests: the video's comments that day)
+    popularity: np.ndarray  # per candidate: the public count the popularity policy ranks by (plays of late, likes)
+    oracle: np.ndarray  # per candidate: its latent value to this user now (what the oracle ranks by; truth)
 
 
 def to_arrays(rows: list[tuple]) -> dict[str, np.ndarray]:
@@ -110,7 +112,8 @@ def slates_table(slates: list[SlateRow]) -> pa.Table:
             lists(cols[6], pa.int64()),
             lists(cols[7], pa.float64()),
             lists(cols[8], pa.float64()),
-            pa.array([None if x is None else np.asarray(x).tolist() for x in cols[9]], type=pa.list_(pa.int64())),
+            pa.array([np.asarray(x).tolist() if k == 0 else None for x, k in zip(cols[9], kinds)],
+                     type=pa.list_(pa.int64())),
         ],
         schema=SLATES,
     )

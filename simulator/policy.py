@@ -57,6 +57,9 @@ class VideoRequest:
     world: WorldView
     rng: np.random.Generator  # the policy's own randomness for this user
     truth: UserTruth | None = None
+    # logged per-candidate features (name -> [len(candidates)]) when the request is served from logs
+    # (abtest offline): ``popularity`` replaces the world's counts, others rank ``FeaturePolicy``
+    features: dict | None = None
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class CommentRequest:
     world: WorldView
     rng: np.random.Generator
     truth: UserTruth | None = None
+    features: dict | None = None  # as VideoRequest.features
 
 
 @dataclass(slots=True)
@@ -143,10 +147,29 @@ class PopularityPolicy(ScoringPolicy):
         return slate
 
     def score_videos(self, request: VideoRequest) -> np.ndarray:
+        if request.features is not None:  # served from logs: the counts the platform showed then
+            return request.features["popularity"]
         return request.world.video_recent_plays[request.candidates]
 
     def score_comments(self, request: CommentRequest) -> np.ndarray:
+        if request.features is not None:
+            return request.features["popularity"]
         return request.world.comment_likes[request.candidates].astype(np.float64)
+
+
+class FeaturePolicy(ScoringPolicy):
+    """Ranks by a logged per-candidate feature (``request.features[feature]``): the oracle's latent
+    values on a simulator's logs, or a team's own model scores (``scores:FILE``)."""
+
+    def __init__(self, feature: str, name: str | None = None):
+        self.feature, self.name = feature, name or feature
+
+    def _scores(self, request) -> np.ndarray:
+        if request.features is None or self.feature not in request.features:
+            raise KeyError(f"the request carries no {self.feature!r} feature")
+        return request.features[self.feature]
+
+    score_videos = score_comments = _scores
 
 
 class OraclePolicy(ScoringPolicy):

@@ -30,6 +30,7 @@ from .config import SimConfig
 from .engine import CommentStore, DayDelta, Platform, Post
 from .errors import InputError
 from .eventlog import slates_table, to_arrays, to_table
+from .feedback import FEEDBACK_DIR, write_feedback
 from .explore import EpsilonGreedy, Softmax
 from .policy import OraclePolicy, Policy, PopularityPolicy, RandomPolicy
 from .schema import COMMENTS
@@ -231,6 +232,9 @@ def write_run(
     write_tables(world, workdir, _comments_table(comments), comments)
     for name, table in tables.items():
         pq.write_table(table, workdir / name)
+    if slates is not None:  # a logging run: its feedback, in the format the offline comparison reads
+        write_feedback(workdir / FEEDBACK_DIR, workdir / "truth", config, world, comments, arrays, slates,
+                       summary["policy"])
     (workdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from abtest import cascade, ope
+from abtest.offline import cascade, ope
 
 C, K, P = 6, 4, 2  # candidates, slate size, preview
 REL = np.array([1.2, 0.8, 0.3, -0.2, -0.6, -1.0])  # relevance of each candidate to the user

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from abtest import offline_ab
+from abtest.offline import prediction as offline_ab
 from tests.abtest.test_cascade import ALL, K, LOG_LOGITS, P, REL, draw_rewards, pl_sample, slate_reward_mean
 
 

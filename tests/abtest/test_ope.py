@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from abtest import ope
+from abtest.offline import ope
 
 R = 200  # replications
 

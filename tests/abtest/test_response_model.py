@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from abtest import response_model as rm
+from abtest.offline import response_model as rm
 
 TOPIC_WORDS = [[f"{'abcdefghij'[t]}{'klmnopqr'[k]}word" for k in range(8)] for t in range(10)]
 TEMPLATES = ["my day with {}", "{} challenge gone wrong", "trying {} for the first time", "{} tips nobody tells you"]
@@ -59,7 +60,7 @@ def synthetic_feed(rng, n_users=200, n_videos=300, requests=30, K=8):
     played = rng.random(items.shape) < p_play
     frac = np.where(played, np.clip(mean_frac + 0.05 * rng.standard_normal(items.shape), 0.01, 0.99), 0.0)
     d = rm.FeedData(users, np.zeros(len(users), np.int64), items, np.ones(items.shape, bool), frac, np.zeros(items.shape),
-                    rm.bag_of_words(titles), np.full(n_videos, 20.0), np.zeros((1, n_videos)))
+                    rm.bag_of_words(titles), np.full(n_videos, 20.0), sp.csr_matrix((len(users), n_videos)))
     return d, taste, topic, respond
 
 

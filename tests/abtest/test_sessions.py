@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from abtest import sessions as S
+from abtest.offline import sessions as S
 
 CAP = 400
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from abtest import sessions as S
+from abtest.offline import sessions as S
 from simulator import SimConfig
 
 B = SimConfig().behaviour

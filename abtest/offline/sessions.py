@@ -62,7 +62,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from scipy import optimize, special, stats
 
-from .errors import InputError
+from ..errors import InputError
 
 DAY_S = 86400.0
 
@@ -89,6 +89,60 @@ class SessionLog:
     @property
     def day(self) -> np.ndarray:
         return np.floor(self.start / DAY_S).astype(np.int64)
+
+
+def from_feedback(fb) -> SessionLog:
+    """The sessions of a feedback log (``abtest.offline.feedback``): its ``sessions.parquet``, each
+    session's reached feed positions in order with their watch fraction (``watch_s`` over the video's
+    duration) and the seconds read in the comment section opened after each (summed in position order).
+    Raises InputError when the log lacks what the model needs."""
+    cfg, feed = fb.meta.get("session") or {}, fb.surfaces.get("feed")
+    missing = [what for what, ok in (("sessions.parquet", fb.sessions is not None), ("meta.json session cap and min_gap_s",
+               "cap" in cfg and "min_gap_s" in cfg), ("feed requests", feed is not None),
+               ("the feed outcomes impressions, plays and watch_s", feed is not None and
+                all(r in feed.rewards for r in ("impressions", "plays", "watch_s"))),
+               ("video durations (items.parquet duration_s)", "feed" in fb.items)) if not ok]
+    if missing:
+        raise InputError(f"{fb.path}: the session model needs {missing[0]}; without it, predict with --hold-sessions")
+    s = fb.sessions
+    order = np.argsort(s.session_id, kind="stable")
+    sid = s.session_id[order]
+    S = len(sid)
+    session_of = np.searchsorted(sid, feed.session)
+    if len(feed) and (np.any(session_of >= S) or np.any(sid[np.minimum(session_of, S - 1)] != feed.session)):
+        raise InputError(f"{fb.path}: a feed request names a session_id that sessions.parquet does not list")
+    videos = fb.items["feed"]
+    duration = np.full(int(max(videos.ids.max(initial=0), feed.items.max(initial=0))) + 1, np.nan)
+    duration[videos.ids] = videos.duration_s
+    reached = (feed.rewards["impressions"] > 0) & (feed.items >= 0)
+    counts = np.bincount(session_of, weights=reached.sum(axis=1), minlength=S).astype(np.int64)
+    width = max(int(counts.max()) if S else 1, 1)
+    frac, read = np.zeros((S, width)), np.zeros((S, width))
+    i, j = np.nonzero(reached)  # log order: user, time, position = each session's impressions in order
+    slot = np.zeros(feed.items.shape, np.int64)
+    done = np.zeros(S, np.int64)
+    for a, b in zip(i.tolist(), j.tolist()):
+        slot[a, b] = done[session_of[a]]
+        done[session_of[a]] += 1
+    played = reached & (feed.rewards["plays"] > 0)
+    pi, pj = np.nonzero(played)
+    frac[session_of[pi], slot[pi, pj]] = feed.rewards["watch_s"][pi, pj] / np.maximum(duration[feed.items[pi, pj]], 1e-9)
+    com = fb.surfaces.get("comments")
+    if com is not None and "read_s" in com.rewards:  # a section's reads go to the impression whose play opened it
+        f_order = np.lexsort((feed.ts, feed.user))
+        for c in np.flatnonzero(com.rewards["read_s"].sum(axis=1) > 0):
+            lo, hi = np.searchsorted(feed.user[f_order], com.user[c], "left"), np.searchsorted(feed.user[f_order], com.user[c], "right")
+            k = lo + np.searchsorted(feed.ts[f_order][lo:hi], com.ts[c], "right") - 1
+            p = f_order[k]
+            at = np.flatnonzero(feed.items[p] == com.video[c])
+            if k < lo or not len(at) or not reached[p, at[0]]:
+                raise InputError(f"{fb.path}: comment section {com.request_id[c]} follows no reached feed position of its video")
+            for pos in range(com.items.shape[1]):
+                if com.rewards["read_s"][c, pos] != 0.0:
+                    read[session_of[p], slot[p, at[0]]] += com.rewards["read_s"][c, pos]
+    ended = s.ended[order] & (counts < int(cfg["cap"]))
+    return SessionLog(s.user[order], s.start[order], s.end[order], ended, counts, np.clip(frac, 0.0, 1.0), read,
+                      fb.n_days * DAY_S, int(cfg["cap"]), float(cfg["min_gap_s"]))
 
 
 def read_sessions(run_dir: Path, *, days: int, cap: int, min_gap_s: float) -> SessionLog:

@@ -1,8 +1,10 @@
-"""Replaying a logged run: every request rebuilt as the engine made it, policies replayed on them,
-off-policy estimates checked against the online truth, and `lsvcr abtest offline` end to end."""
+"""Policies served on a feedback log (simulator.counterfactual): every request read back from the log as
+the engine made it, policies run on them, off-policy estimates checked against the online truth, and
+`lsvcr abtest offline` end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,41 +12,43 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from abtest import ope
+from abtest.errors import InputError
+from abtest.offline import ope
+from abtest.offline.feedback import read_feedback
 from cli import app
 from simulator import SimConfig, simulate
+from simulator.counterfactual import LoggedRequests, serve
 from simulator.engine import REQUEST_ID_STRIDE, CommentStore
-from simulator.errors import InputError
-from simulator.replay import KINDS, load_run, replay
+from simulator.explore import EpsilonGreedy, Softmax
+from simulator.policy import PopularityPolicy, RandomPolicy
 from simulator.run import execute, make_policy
 from simulator.world import generate_world
 
 CONFIG = SimConfig().replace(n_users=300, days=2, seed=7)
+SURFACES = ("feed", "comments")
 
 
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory) -> Path:
     """A 300-user, 2-day run logged by ε-greedy popularity (ε = 0.2)."""
-    out = tmp_path_factory.mktemp("replay") / "explore"
+    out = tmp_path_factory.mktemp("counterfactual") / "explore"
     simulate(CONFIG, out, "popularity", explore=0.2)
     return out
 
 
 @pytest.fixture(scope="module")
 def log(logged_run):
-    return load_run(logged_run)
+    fb = read_feedback(logged_run)
+    return fb, LoggedRequests(fb)
 
 
-def slate_scores(log, kind, i, ids):
-    """The popularity scores of shown ids in the request's world view."""
-    view = log.views[log.logged(kind).day[i]]
-    if kind == "video":
-        return view.video_recent_plays[ids]
-    return view.comment_likes[np.searchsorted(log.comments.ids, ids)]
+def run(log, policy, **kw):
+    fb, requests = log
+    return serve(requests, policy, seed=fb.meta["seed"], **kw)
 
 
 # ----------------------------------------------------------------------------------------------
-# Reconstruction
+# Requests read back from the log
 # ----------------------------------------------------------------------------------------------
 class Recorder:
     """Serves the logging policy and keeps a copy of every request the engine makes."""
@@ -55,96 +59,93 @@ class Recorder:
 
     def _keep(self, kind, r):
         h = r.history
+        pop = (r.world.video_recent_plays[r.candidates] if kind == "feed"
+               else r.world.comment_likes[r.candidates].astype(np.float64))
         self.seen.setdefault(r.user_id, []).append(
             (kind, r.ts, r.k, np.array(r.candidates), getattr(r, "video_id", None), list(h.video_ids),
-             list(h.watch_fraction), [(v, list(c)) for v, c in h.comment_records], r.world))
+             list(h.watch_fraction), [(v, list(c)) for v, c in h.comment_records], pop))
 
     def rank_videos(self, r):
-        self._keep("video", r)
+        self._keep("feed", r)
         return self.inner.rank_videos(r)
 
     def rank_comments(self, r):
-        self._keep("comment", r)
+        self._keep("comments", r)
         return self.inner.rank_comments(r)
 
 
-def test_replay_rebuilds_every_request_as_the_engine_made_it(tmp_path):
+def test_every_request_reads_back_from_the_log_as_the_engine_made_it(tmp_path):
+    """Candidates, histories (plays with their watch fractions, comment records) and the popularity the
+    policy saw, for every request of a 2-day run, read from the feedback log alone."""
     config = SimConfig().replace(n_users=80, days=2, seed=9, log_slates=True)
     world = generate_world(config.world, config.seed)
     comments = CommentStore(world)
     recorder = Recorder(make_policy("popularity", world, comments, config, explore=0.3))
     execute(config, tmp_path / "run", world, comments, {recorder.name: recorder}, lambda u: recorder.name,
             manifest={"policy": recorder.name, "explore": 0.3, "temperature": None})
-    log = load_run(tmp_path / "run")
-    checked_views = set()
+    fb = read_feedback(tmp_path / "run")
+    requests = LoggedRequests(fb)
     n = 0
-    for kind in KINDS:
-        lg = log.logged(kind)
-        assert set(lg.day.tolist()) == {0, 1}
-        for i, rid in enumerate(lg.request_id.tolist()):
+    for name in SURFACES:
+        s = fb.surfaces[name]
+        assert set(s.day.tolist()) == {0, 1}
+        for i, rid in enumerate(s.request_id.tolist()):
             user, k = divmod(rid, REQUEST_ID_STRIDE)
-            r_kind, ts, slate_k, cands, video, plays, fracs, records, view = recorder.seen[user][k]
-            req = log.request(kind, i)
-            assert (r_kind, ts, slate_k, video) == (kind, req.ts, req.k, getattr(req, "video_id", None))
-            np.testing.assert_array_equal(req.candidates, cands)
+            r_kind, ts, slate_k, cands, video, plays, fracs, records, pop = recorder.seen[user][k]
+            req = requests.request(name, i)
+            assert (r_kind, ts, slate_k, video) == (name, req.ts, req.k, getattr(req, "video_id", None))
+            np.testing.assert_array_equal(req.candidates, cands)  # comment rows: the engine's store rows
             assert req.history.video_ids == plays
             np.testing.assert_allclose(req.history.watch_fraction, fracs, rtol=1e-12)
             assert req.history.comment_records == records
-            if (id(view), id(req.world)) not in checked_views:
-                checked_views.add((id(view), id(req.world)))
-                np.testing.assert_array_equal(req.world.video_recent_plays, view.video_recent_plays)
-                np.testing.assert_array_equal(req.world.comment_likes, view.comment_likes)
-                np.testing.assert_array_equal(req.world.comment_ids, view.comment_ids)
-                np.testing.assert_array_equal(req.world.comment_video, view.comment_video)
-                for a, b in zip(req.world.video_comment_rows, view.video_comment_rows):
-                    np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(req.features["popularity"], pop)
             n += 1
-    assert n == sum(len(v) for v in recorder.seen.values()) and len(checked_views) == 2
+    assert n == sum(len(v) for v in recorder.seen.values())
 
 
 def test_base_policy_reproduces_every_unexplored_slate(log):
-    popularity = make_policy("popularity", log.world, log.comments, log.config)
-    target = replay(log, popularity)
-    for kind in KINDS:
-        lg, t = log.logged(kind), target[kind]
-        shown = lg.items >= 0
-        unexplored = np.all(np.where(shown, lg.logging_marginal > 0.5, True), axis=1)
-        assert 0.7 < unexplored.mean() < 0.9 and np.any(lg.day[unexplored] == 1)
-        same = np.all(t.items == lg.items, axis=1)
+    fb, _ = log
+    target = run(log, PopularityPolicy())
+    for name in SURFACES:
+        s, t = fb.surfaces[name], target[name]
+        shown = s.items >= 0
+        unexplored = np.all(np.where(shown, s.marginal > 0.5, True), axis=1)
+        assert 0.7 < unexplored.mean() < 0.9 and np.any(s.day[unexplored] == 1)
+        same = np.all(t.items == s.items, axis=1)
         assert same[unexplored].mean() > 0.95
-        # the rest differ only in the order of equal scores at the slate's edge: policy.top_k
-        # (argpartition) and EpsilonGreedy (stable argsort) break such ties differently
+        # the rest differ only in the order of equal scores at the slate's edge: policy.top_k and
+        # EpsilonGreedy break such ties differently
         for i in np.flatnonzero(unexplored & ~same):
             m = shown[i]
-            np.testing.assert_array_equal(slate_scores(log, kind, i, lg.items[i][m]), slate_scores(log, kind, i, t.items[i][m]))
+            np.testing.assert_array_equal(np.sort(s.candidate_feature("popularity", s.items[i:i + 1])[0][m]),
+                                          np.sort(s.candidate_feature("popularity", t.items[i:i + 1])[0][m]))
         # a deterministic target: its probabilities of the logged items are indicators
         np.testing.assert_array_equal(t.marginal[unexplored & same][shown[unexplored & same]], 1.0)
         assert not t.sampled.any()
 
 
-def test_replaying_the_logging_policy_on_its_own_streams_reproduces_every_slate(log):
-    logging = make_policy("popularity", log.world, log.comments, log.config, explore=0.2)
-    target = replay(log, logging, same_streams=True)
-    for kind in KINDS:
-        lg, t = log.logged(kind), target[kind]
-        np.testing.assert_array_equal(t.items, lg.items)  # exploration draws included
-        shown = lg.items >= 0
-        np.testing.assert_array_equal(t.marginal[shown], lg.logging_marginal[shown])
-        np.testing.assert_array_equal(t.prefix[shown], lg.logging_prefix[shown])
+def test_the_logging_policy_on_its_own_streams_reproduces_every_slate(log):
+    fb, _ = log
+    target = run(log, EpsilonGreedy(PopularityPolicy(), 0.2), same_streams=True)
+    for name in SURFACES:
+        s, t = fb.surfaces[name], target[name]
+        np.testing.assert_array_equal(t.items, s.items)  # exploration draws included
+        shown = s.items >= 0
+        np.testing.assert_array_equal(t.marginal[shown], s.marginal[shown])
+        np.testing.assert_array_equal(t.prefix[shown], s.prefix[shown])
 
 
-def test_softmax_logging_replays_exactly(tmp_path):
+def test_softmax_logging_is_served_exactly(tmp_path):
     config = SimConfig().replace(n_users=6, days=1, seed=4, n_videos=200, comments_max=30)
     simulate(config, tmp_path / "softmax", "popularity", temperature=20.0)
-    log = load_run(tmp_path / "softmax")
-    target = replay(log, make_policy("popularity", log.world, log.comments, log.config, temperature=20.0),
-                    same_streams=True)
-    for kind in KINDS:
-        lg, t = log.logged(kind), target[kind]
-        shown = lg.items >= 0
-        np.testing.assert_array_equal(t.items, lg.items)
-        np.testing.assert_allclose(t.marginal[shown], lg.logging_marginal[shown], rtol=1e-12)
-        np.testing.assert_allclose(t.prefix[shown], lg.logging_prefix[shown], rtol=1e-12)
+    fb = read_feedback(tmp_path / "softmax")
+    target = serve(LoggedRequests(fb), Softmax(PopularityPolicy(), 20.0), seed=fb.meta["seed"], same_streams=True)
+    for name in SURFACES:
+        s, t = fb.surfaces[name], target[name]
+        shown = s.items >= 0
+        np.testing.assert_array_equal(t.items, s.items)
+        np.testing.assert_allclose(t.marginal[shown], s.marginal[shown], rtol=1e-12)
+        np.testing.assert_allclose(t.prefix[shown], s.prefix[shown], rtol=1e-12)
 
 
 class Batched:
@@ -156,7 +157,7 @@ class Batched:
         self.inner, self.calls = inner, []
 
     def rank_videos(self, r):
-        raise AssertionError("replay must use the batch method")
+        raise AssertionError("serve must use the batch method")
 
     rank_comments = rank_videos
 
@@ -169,40 +170,40 @@ class Batched:
         return [self.inner.rank_comments(r) for r in requests]
 
 
-def test_batching_policies_are_replayed_in_batches(log):
-    popularity = make_policy("popularity", log.world, log.comments, log.config)
-    batched = Batched(popularity)
-    got = replay(log, batched, batch_size=500)
-    want = replay(log, popularity)
-    assert sum(batched.calls) == len(log.video.request_id) + len(log.comment.request_id)
+def test_batching_policies_are_served_in_batches(log):
+    fb, _ = log
+    batched = Batched(PopularityPolicy())
+    got = run(log, batched, batch_size=500)
+    want = run(log, PopularityPolicy())
+    assert sum(batched.calls) == sum(len(s) for s in fb.surfaces.values())
     assert max(batched.calls) <= 500 and len(batched.calls) < sum(batched.calls) / 100
-    for kind in KINDS:
-        np.testing.assert_array_equal(got[kind].items, want[kind].items)
-        np.testing.assert_array_equal(got[kind].marginal, want[kind].marginal)
+    for name in SURFACES:
+        np.testing.assert_array_equal(got[name].items, want[name].items)
+        np.testing.assert_array_equal(got[name].marginal, want[name].marginal)
 
 
 # ----------------------------------------------------------------------------------------------
-# Off-policy estimates on the replay
+# Off-policy estimates on the served targets
 # ----------------------------------------------------------------------------------------------
 def test_weights_average_one_and_the_logging_policy_estimates_its_own_value(log):
-    logging = make_policy("popularity", log.world, log.comments, log.config, explore=0.2)
-    own = replay(log, logging)  # its own stream: different draws, exact probabilities
-    for kind in KINDS:
-        lg, t = log.logged(kind), own[kind]
-        shown = lg.items >= 0
-        np.testing.assert_allclose(t.marginal[shown], lg.logging_marginal[shown])
-        metric = "watch_s" if kind == "video" else "read_s"
-        ev = ope.evaluate(lg.rewards[metric], lg.items, lg.logging_marginal, lg.logging_prefix, t.items,
-                          t.marginal, t.prefix, clusters=lg.user_id, estimator="ips")
+    fb, _ = log
+    own = run(log, EpsilonGreedy(PopularityPolicy(), 0.2))  # its own stream: different draws, exact probabilities
+    for name in SURFACES:
+        s, t = fb.surfaces[name], own[name]
+        shown = s.items >= 0
+        np.testing.assert_allclose(t.marginal[shown], s.marginal[shown])
+        metric = "watch_s" if name == "feed" else "read_s"
+        ev = ope.evaluate(s.rewards[metric], s.items, s.marginal, np.where(shown, s.prefix, 1.0), t.items,
+                          t.marginal, t.prefix, clusters=s.user, estimator="ips")
         for r in ev.results:
             assert r.estimate.value == pytest.approx(ev.logging[r.level].value)
     # E_π0[π_e / π_0] = 1 for any target the logging policy supports
-    for name in ("popularity", "random"):
-        target = replay(log, make_policy(name, log.world, log.comments, log.config))
-        for kind in KINDS:
-            lg, t = log.logged(kind), target[kind]
-            w = ope.ips(np.ones(len(lg.items)), lg.logging_marginal[:, 0], t.marginal[:, 0], clusters=lg.user_id)
-            assert w.ci[0] < 1.0 < w.ci[1] and w.support == 1.0, (name, kind, w)
+    for policy in (PopularityPolicy(), RandomPolicy()):
+        target = run(log, policy)
+        for name in SURFACES:
+            s, t = fb.surfaces[name], target[name]
+            w = ope.ips(np.ones(len(s.items)), s.marginal[:, 0], t.marginal[:, 0], clusters=s.user)
+            assert w.ci[0] < 1.0 < w.ci[1] and w.support == 1.0, (policy.name, name, w)
 
 
 def online_video_values(run: Path) -> tuple[float, float]:
@@ -217,12 +218,13 @@ def online_video_values(run: Path) -> tuple[float, float]:
 def test_random_policy_estimates_cover_its_online_value(log, tmp_path):
     """The random policy simulated online on the same world and seed: its per-request video value is
     inside the offline CIs (the estimand differs slightly: logged sessions, not random ones)."""
+    fb, _ = log
     simulate(CONFIG, tmp_path / "random", "random")
     item, slate = online_video_values(tmp_path / "random")
-    target = replay(log, make_policy("random", log.world, log.comments, log.config))["video"]
-    lg = log.video
-    ev = ope.evaluate(lg.rewards["watch_s"], lg.items, lg.logging_marginal, lg.logging_prefix, target.items,
-                      target.marginal, target.prefix, clusters=lg.user_id)
+    target = run(log, RandomPolicy())["feed"]
+    s = fb.surfaces["feed"]
+    ev = ope.evaluate(s.rewards["watch_s"], s.items, s.marginal, np.where(s.items >= 0, s.prefix, 1.0), target.items,
+                      target.marginal, target.prefix, clusters=s.user)
     truth = {"item": item, "slate": slate}
     for r in ev.results:
         if r.estimator in ("ips", "snips", "dr", "iips", "rips", "sips", "sn-iips", "sn-rips"):
@@ -233,10 +235,10 @@ def test_random_policy_estimates_cover_its_online_value(log, tmp_path):
 
 def test_unusable_logs_are_input_errors(tmp_path, logged_run):
     simulate(SimConfig().replace(n_users=20, days=1, seed=1), tmp_path / "plain", "popularity")
-    with pytest.raises(InputError, match="--explore/--temperature"):
-        load_run(tmp_path / "plain")
-    with pytest.raises(InputError, match="not a run directory"):
-        load_run(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="--temperature T or --explore EPS"):
+        read_feedback(tmp_path / "plain")
+    with pytest.raises(InputError, match="no such file or directory"):
+        read_feedback(tmp_path / "nowhere")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ def offline(*args):
 @pytest.fixture(scope="module")
 def tempered_run(tmp_path_factory) -> Path:
     """120 users, 1 day, logged by popularity sampled as a Plackett–Luce ranking (T = 1)."""
-    out = tmp_path_factory.mktemp("replay") / "tempered"
+    out = tmp_path_factory.mktemp("counterfactual") / "tempered"
     simulate(SimConfig().replace(n_users=120, n_videos=300, days=1, seed=5), out, "popularity", temperature=1.0)
     return out
 
@@ -330,9 +332,9 @@ def test_offline_bad_options_exit_2(logged_run, args, message):
 def test_offline_bad_logs_exit_2(tmp_path):
     simulate(SimConfig().replace(n_users=20, days=1, seed=1), tmp_path / "plain", "popularity")
     r = offline("--logs", tmp_path / "plain", "--control", "random", "--treatment", "popularity")
-    assert r.exit_code == 2 and "--explore/--temperature" in r.output, r.output
+    assert r.exit_code == 2 and "--temperature T or --explore EPS" in r.output, r.output
     r = offline("--logs", tmp_path / "missing", "--control", "random", "--treatment", "popularity")
-    assert r.exit_code == 2 and "not a run directory" in r.output, r.output
+    assert r.exit_code == 2 and "no such file or directory" in r.output, r.output
 
 
 def test_offline_flags_no_support(tmp_path):
@@ -347,3 +349,19 @@ def test_offline_flags_no_support(tmp_path):
     assert "no_support" in comment["flags"] and comment["treatment"]["support"] < 0.5
     assert comment["control"]["support"] == 1.0  # the logging policy itself
     assert any("no support" in w and "treatment" in w for w in out["warnings"])
+
+
+def test_the_feedback_alone_gives_the_same_prediction(tempered_run, tmp_path):
+    """The run's feedback/ copied alone (no event log, manifest, world files or truth): every policy a
+    team's logs can carry gives the same prediction, to the byte."""
+    shutil.copytree(tempered_run / "feedback", tmp_path / "logs")
+    for control, treatment in (("popularity@1", "random"), ("logged", "popularity")):
+        outs = []
+        for logs in (tempered_run, tmp_path / "logs"):
+            r = offline("--logs", logs, "--control", control, "--treatment", treatment, "--format", "json",
+                        "--bootstrap", "4")
+            assert r.exit_code == 0, r.output
+            outs.append({k: v for k, v in json.loads(r.stdout).items() if k != "logs"})
+        assert outs[0] == outs[1]
+    r = offline("--logs", tmp_path / "logs", "--control", "popularity", "--treatment", "oracle")
+    assert r.exit_code == 2 and "latent truth" in r.stderr  # the oracle is simulator-only

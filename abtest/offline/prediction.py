@@ -43,7 +43,7 @@ from scipy.stats import norm
 
 from . import cascade, ope
 from . import sessions as session_model
-from .errors import InputError
+from ..errors import InputError
 
 # metric of the A/B report -> (kind of request, logged reward); None: no per-request reward
 METRICS: dict[str, tuple[str, str] | None] = {

@@ -78,6 +78,20 @@ def comment_text_features(texts: list[str], titles: list[str]) -> tuple[sp.csr_m
     return subject, form
 
 
+def per_request(matrix: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+    """[n, K] entries of ``matrix`` [n, R] at each request's ``items`` (rows ≥ 0)."""
+    n, K = items.shape
+    i = np.repeat(np.arange(n), K)
+    return np.asarray(matrix[i, np.maximum(items.ravel(), 0)], dtype=np.float64).reshape(n, K)
+
+
+def candidate_matrix(cand_off: np.ndarray, cand_rows: np.ndarray, values: np.ndarray, n_rows: int) -> sp.csr_matrix:
+    """[n, R] sparse: each request's candidates (rows) with a per-candidate value (a logged feature)."""
+    n = len(cand_off) - 1
+    return sp.csr_matrix((np.asarray(values, np.float64), np.asarray(cand_rows, np.int64), np.asarray(cand_off, np.int64)),
+                         shape=(n, n_rows))
+
+
 @dataclass(frozen=True)
 class SectionData:
     """Logged comment requests in the model's terms ([n] or [n, K]; rows: comment rows of ``bow``)."""
@@ -91,7 +105,7 @@ class SectionData:
     bow: sp.csr_matrix  # [R, W] subject words (comment_text_features)
     form: sp.csr_matrix  # [R, W'] form words and pairs
     words: np.ndarray  # [R] words per comment
-    likes: np.ndarray  # [D, R] like counts each day
+    likes: sp.csr_matrix  # [n, R] the like counts of each request's candidates, as the platform showed them
 
 
 class LeaveOneOut:
@@ -154,7 +168,7 @@ class Context:
                      for prof, bow in zip(self.profiles, (d.bow, d.form)))
 
     def log_likes(self, rows: np.ndarray) -> np.ndarray:
-        return np.where(rows >= 0, np.log1p(self.d.likes[self.d.days[:, None], np.maximum(rows, 0)]), 0.0)
+        return np.where(rows >= 0, np.log1p(per_request(self.d.likes, rows)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -236,7 +250,7 @@ def fit_predict(d: SectionData, preview: int, slates: list[np.ndarray], output: 
 def _fit_on(d: SectionData, ctx: Context, idx: np.ndarray, preview: int) -> SectionModel:
     """Fit on the requests ``idx`` (with repeats), keeping the full-log context (profiles, rates)."""
     sub = SectionData(d.users[idx], d.days[idx], d.rows[idx], d.reached[idx], d.read[idx], d.read_s[idx],
-                      d.bow, d.form, d.words, d.likes)
+                      d.bow, d.form, d.words, d.likes[idx])
     view = Context.__new__(Context)
     view.d, view.open_logit = sub, ctx.open_logit[idx]
     view.profiles = tuple(p.subset(idx) for p in ctx.profiles)
@@ -260,7 +274,7 @@ class FeedData:
     downstream: np.ndarray  # [n, K] comment read seconds in the section opened after the play
     bow: sp.csr_matrix  # [V, W] the titles' bag of words
     duration: np.ndarray  # [V]
-    recent_plays: np.ndarray  # [D, V] each day's public play counts
+    popularity: sp.csr_matrix  # [n, V] each request's candidates' public play counts, as the platform showed them
 
 
 class FeedContext:
@@ -310,7 +324,7 @@ class FeedContext:
         frac_rate = (self.frac_v[v] - own_frac + prior * self.base_frac) / (plays_left + prior)
         u = d.users[i]
         down = (self.down_u[u] - self.own_down[i] + 1.0) / (self.plays_u[u] - self.own_plays[i] + 4.0)
-        pop = np.log1p(d.recent_plays[d.days[i], v])
+        pop = np.log1p(per_request(d.popularity, np.where(items >= 0, items, 0)).ravel())
         shape = (n, K)
         return {"s": s.reshape(shape), "play": _logit_of(play_rate).reshape(shape), "frac": _logit_of(frac_rate).reshape(shape),
                 "down": np.log(down).reshape(shape), "pop": pop.reshape(shape),
