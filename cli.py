@@ -609,8 +609,17 @@ def abtest_run(
 
 
 # --------------------------------------------------------------------------------------------
-# lsvcr abtest offline (off-policy evaluation from a logging run, before launch)
+# lsvcr abtest offline (off-policy evaluation from logged feedback, before launch)
 # --------------------------------------------------------------------------------------------
+def _offline_help() -> tuple[str, str]:
+    from abtest.offline.estimators import help_text
+    from abtest.offline.prediction import METRICS
+
+    return help_text(), ", ".join(METRICS)
+
+
+ESTIMATOR_HELP, OFFLINE_METRIC_NAMES = _offline_help()
+
 def render_offline(result: dict, target: Console) -> None:
     """The prediction (treatment vs control per user-day) first; the per-request detail if present."""
     from rich.table import Table
@@ -694,11 +703,11 @@ def render_offline(result: dict, target: Console) -> None:
 @abtest_app.command("offline")
 @handles_input_errors
 def abtest_offline(
-    logs: Path = typer.Option(..., "--logs", metavar="RUN_DIR", help="A run logged by a stochastic policy (lsvcr simulate --temperature T, or --explore EPS): slates.parquet with propensities."),
-    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.POLICY_SPECS}."),
+    logs: Path = typer.Option(..., "--logs", metavar="LOGS", help="A feedback log (README 'Bringing your own logs'), or a simulation run logged with --temperature T or --explore EPS (its feedback/)."),
+    control: str = typer.Option(..., "--control", help=f"Control policy SPEC: {pipeline.OFFLINE_POLICY_SPECS}."),
     treatment: str = typer.Option(..., "--treatment", help="Treatment policy SPEC."),
-    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help="A metric of the A/B report, repeatable: comment_watch_time, video_watch_time, sessions, plays, comments_read, comment_likes (default: the first three)."),
-    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help="Values each logged request under a policy: model-pcm (default; it validated best against the online A/B in bench/ope_validation.py: comment sections valued by a cascade click model - open on the preview, read on, reward per position - each factor estimated with position-wise weights P_target(item at its position) / P_logging(...); the feed as model-pdr) | model-pdr (the user-response models fitted on the logs, feed and comment section, corrected by position-wise weights, self-normalised per position) | model-dr (the models corrected by cascade prefix weights: unbiased whatever links positions, but a deterministic target matches few logged prefixes) | model (the models alone) | cascade-ips (the prefix weights alone) | cascade-dr, dm (an item x position reward model with or without the prefix weights) | iips, dr (position-wise weights alone or with that model)."),
+    metric: list[str] = typer.Option([], "--metric", metavar="NAME", help=f"Repeatable: a metric of the A/B report ({OFFLINE_METRIC_NAMES}), or a reward column of the logs (feed.NAME / comments.NAME where both surfaces log it). Default: comment_watch_time, video_watch_time and sessions where the logs carry them, else every reward column."),
+    estimator: str = typer.Option(pipeline.DEFAULT_OFFLINE_ESTIMATOR, "--estimator", help=f"How each logged request is valued under a policy: {ESTIMATOR_HELP}."),
     detail: bool = typer.Option(False, "--detail", help="Also the per-request estimates of each arm against the logging policy (top item and whole slate, every estimator)."),
     bootstrap: int = typer.Option(pipeline.DEFAULT_BOOTSTRAP, "--bootstrap", metavar="B", help="The interval from B user-bootstrap replicates, the session model refitted on each (with --hold-sessions: model / model-dr / model-pdr only, the response model refitted; model-pcm's comment factor, weights only, keeps its normal-approximation interval; 0: normal approximation, with --hold-sessions only; else at least 2)."),
     hold_sessions: bool = typer.Option(False, "--hold-sessions", help="Hold the logged sessions fixed (the per-request quantity: no effect on session length or returns; sessions not identified) instead of the session model."),

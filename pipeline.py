@@ -163,17 +163,14 @@ class OfflinePrediction:
         return d
 
 
-def check_offline_options(estimator: str, alpha: float, metrics, bootstrap: int, hold_sessions: bool = False) -> None:
-    """Raise ``InputError`` for an option ``offline_prediction`` cannot use."""
-    from abtest.offline.prediction import ESTIMATORS, METRICS
+def check_offline_options(estimator: str, alpha: float, bootstrap: int, hold_sessions: bool = False) -> None:
+    """Raise ``InputError`` for an option ``offline_prediction`` cannot use (checked before the logs are read)."""
+    from abtest.offline.estimators import ESTIMATORS
 
     if estimator not in ESTIMATORS:
         raise AbtestInputError(f"--estimator {estimator!r}: choose one of {', '.join(ESTIMATORS)}")
     if not 0.0 < alpha < 1.0:
         raise AbtestInputError(f"--alpha must be in (0, 1), got {alpha}")
-    for m in metrics or ():
-        if m not in METRICS:
-            raise AbtestInputError(f"--metric {m!r}: choose among {', '.join(METRICS)}")
     if bootstrap < 0:
         raise AbtestInputError(f"--bootstrap must be >= 0, got {bootstrap}")
     if bootstrap == 1:
@@ -274,6 +271,32 @@ def response_models(fb):
     return predictions
 
 
+def offline_metrics(metrics, logged) -> list[str]:
+    """The metrics to predict: those named (catalogue names or the logs' reward columns, checked), else
+    the A/B report's headline metrics where the logs carry them, else every reward column of the logs."""
+    from abtest.offline.prediction import DEFAULT_METRICS, resolve_metric
+
+    if metrics:
+        for m in metrics:
+            resolve_metric(m, logged)
+        return list(metrics)
+    try:
+        for m in DEFAULT_METRICS:
+            resolve_metric(m, logged)
+        return list(DEFAULT_METRICS)
+    except AbtestInputError:
+        surface = {"video": "feed", "comment": "comments"}
+        both = set.intersection(*(set(lg["rewards"]) for lg in logged.values())) if len(logged) > 1 else set()
+        return sorted(f"{surface[kind]}.{r}" if r in both else r for kind, lg in logged.items() for r in lg["rewards"])
+
+
+def offline_units(fb):
+    """How the log's requests sum into units (``prediction.Units``)."""
+    from abtest.offline.prediction import Units
+
+    return Units(fb.n_users, fb.n_days, {KINDS[n]: len(s) for n, s in fb.surfaces.items()})
+
+
 def session_fits(fb, replicates: int, seed: int = 0):
     """The session model (abtest.offline.sessions) fitted on a feedback log, with its bootstrap refits."""
     from abtest.offline import sessions
@@ -284,16 +307,21 @@ def session_fits(fb, replicates: int, seed: int = 0):
 def offline_targets(fb, requests, spec: str, marginals: bool) -> dict:
     """A policy SPEC on every logged request of ``fb``: {kind: {items, marginal, prefix, sampled}}.
 
-    ``logged`` is the logging policy itself (its own probabilities); built-ins, ``sasrec:``/``lsvcr:``
-    model dirs and the simulator-only ``oracle`` run through ``simulator.counterfactual`` on the
-    log's requests and histories."""
+    ``logged`` is the logging policy itself (its own probabilities); ``table:FILE`` a target's own
+    probabilities of each item at each position (abtest.offline.policies); built-ins, ``scores:FILE``,
+    ``sasrec:``/``lsvcr:`` model dirs and the simulator-only ``oracle`` run through
+    ``simulator.counterfactual`` on the log's requests and histories."""
+    import numpy as np
+
+    from abtest.offline import policies
     from simulator.counterfactual import LoggedRequests, serve
 
     if spec == "logged":
-        import numpy as np
-
         return {KINDS[n]: {"items": s.items, "marginal": s.marginal, "prefix": np.where(s.items >= 0, s.prefix, 1.0),
                            "sampled": np.zeros(len(s), bool)} for n, s in fb.surfaces.items()}
+    kind, sep, path = spec.partition(":")
+    if sep and kind == "table":
+        return {KINDS[n]: t for n, t in policies.table_targets(fb, Path(path)).items()}
     policy, features = offline_policy(spec, fb)
     if features:
         requests = LoggedRequests(fb, features)
@@ -317,7 +345,13 @@ def offline_policy(spec: str, fb):
     features = {}
     if base == "random" and not at:
         return RandomPolicy(), features
-    if base == "popularity":
+    kind, sep, path = base.partition(":")
+    if sep and kind == "scores" and path:
+        from abtest.offline import policies
+
+        features = policies.score_features(fb, Path(path))
+        policy = FeaturePolicy("score", f"scores:{Path(path).name}")
+    elif base == "popularity":
         if any("popularity" not in s.features for s in fb.surfaces.values()):
             raise AbtestInputError(f"{spec}: the log carries no candidate feature 'popularity' in requests.parquet")
         policy = PopularityPolicy()
@@ -334,8 +368,10 @@ def offline_policy(spec: str, fb):
     return (Softmax(policy, temperature) if temperature is not None else policy), features
 
 
-OFFLINE_POLICY_SPECS = ("logged | random | popularity | sasrec:MODEL_DIR | lsvcr:MODEL_DIR | oracle (simulator logs "
-                        "only); popularity@T, oracle@T: sampled (Plackett–Luce at temperature T)")
+OFFLINE_POLICY_SPECS = ("logged (the logging policy) | table:FILE (a target's probabilities per item and position) | "
+                        "scores:FILE (a score per logged candidate; scores:FILE@T sampled) | random | popularity | "
+                        "sasrec:MODEL_DIR | lsvcr:MODEL_DIR | oracle (simulator logs only); popularity@T, oracle@T: "
+                        "sampled (Plackett–Luce at temperature T)")
 
 
 def oracle_features(fb) -> dict:
@@ -374,26 +410,29 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
     effect on session length and returns, and the intervals are a user bootstrap of ``bootstrap``
     replicates; ``hold_sessions`` keeps the logged request stream fixed instead (the per-request quantity;
     sessions not identified)."""
+    from abtest.offline.estimators import ESTIMATORS
     from abtest.offline.feedback import read_feedback
     from abtest.offline.ope import compare
-    from abtest.offline.prediction import DEFAULT_METRICS, METRICS, predict
+    from abtest.offline.prediction import predict, resolve_metric
     from simulator.counterfactual import LoggedRequests
 
-    check_offline_options(estimator, alpha, metrics, bootstrap, hold_sessions)
-    metrics = list(metrics or DEFAULT_METRICS)
-    needs_marginals = detail or estimator in ("iips", "dr", "model-pdr", "model-pcm")
+    check_offline_options(estimator, alpha, bootstrap, hold_sessions)
+    needs_marginals = detail or ESTIMATORS[estimator].weights == "marginal"
     fb = read_feedback(logs)
+    logged = logged_requests(fb)
+    metrics = offline_metrics(metrics, logged)
+    if not fb.has_users:
+        hold_sessions = True  # no users, no sessions: each request is a unit
     requests = LoggedRequests(fb)
     targets = {}
     for name, spec in {"control": control, "treatment": treatment}.items():
         with status(f"{name} ({spec}) on the logged requests"):
             targets[name] = offline_targets(fb, requests, spec, needs_marginals)
-    logged = logged_requests(fb)
     fits = None
     if not hold_sessions:
         with status(f"fitting the session model ({bootstrap} bootstrap refits)"):
             fits = session_fits(fb, bootstrap)
-    predictions = predict(logged, targets["control"], targets["treatment"], n_users=fb.n_users, n_days=fb.n_days,
+    predictions = predict(logged, targets["control"], targets["treatment"], units=offline_units(fb),
                           preview=fb.meta.get("comment_preview", 1), metrics=metrics, estimator=estimator, alpha=alpha,
                           response_model=response_models(fb), bootstrap=bootstrap, sessions=fits)
     result = {
@@ -420,7 +459,8 @@ def offline_prediction(logs: Path, control: str, treatment: str, metrics=None, e
                 result["warnings"].append(f"{m['name']}: the {arm}'s weights have a low effective sample size "
                                           f"({a['ess']:.0f}): the prediction is noisy; log with a higher --temperature")
     if detail:
-        kinds = {METRICS[m][0]: METRICS[m][1] for m in metrics if METRICS[m] is not None}
+        specs = [resolve_metric(m, logged) for m in metrics]
+        kinds = {spec[0]: spec[1] for spec in specs if spec is not None}
         result["detail"] = compare(logged, targets, {kind: [reward] for kind, reward in kinds.items()},
                                    estimator="all", alpha=alpha)
         result["warnings"] += result["detail"].pop("warnings")

@@ -41,19 +41,32 @@ DUCKDB = Dialect("duckdb", "favg", "isfinite({x})", "quantile_cont({x}, {q})", T
 SPARK = Dialect("spark", "avg", "(NOT isnan({x}) AND abs({x}) < CAST('Infinity' AS DOUBLE))",
                 "percentile({x}, {q})", False)
 
-# name -> aggregate over one user's events of one period (comment watch time first: the headline)
-STANDARD_MEANS: dict[str, str] = {
-    "comment_watch_time": "coalesce(sum(value) FILTER (WHERE event = 'comment_read'), 0)",
-    "video_watch_time": "coalesce(sum(value) FILTER (WHERE event = 'play'), 0)",
-    "plays": "count(*) FILTER (WHERE event = 'play')",
-    "impressions": "count(*) FILTER (WHERE event = 'impression')",
-    "comment_opens": "count(*) FILTER (WHERE event = 'comment_open')",
-    "comments_read": "count(*) FILTER (WHERE event = 'comment_read')",
-    "comment_likes": "count(*) FILTER (WHERE event = 'comment_like')",
-    "comment_posts": "count(*) FILTER (WHERE event = 'comment_post')",
-    "sessions": "count(DISTINCT session_id)",
-    "active_days": "count(DISTINCT floor(ts / 86400))",
-}
+@dataclass(frozen=True)
+class Metric:
+    """One standard metric: its aggregate over one user's events of one period (the online report), and
+    what values it offline from a feedback log: a reward of one kind of logged request (``video``: feed
+    pages, ``comment``: comment sections), or the session model (``sessions``)."""
+
+    name: str
+    sql: str
+    offline: tuple[str, str] | None = None
+    session_model: bool = False
+
+
+# the catalogue, comment watch time first (the headline)
+CATALOGUE: tuple[Metric, ...] = (
+    Metric("comment_watch_time", "coalesce(sum(value) FILTER (WHERE event = 'comment_read'), 0)", ("comment", "read_s")),
+    Metric("video_watch_time", "coalesce(sum(value) FILTER (WHERE event = 'play'), 0)", ("video", "watch_s")),
+    Metric("plays", "count(*) FILTER (WHERE event = 'play')", ("video", "plays")),
+    Metric("impressions", "count(*) FILTER (WHERE event = 'impression')"),
+    Metric("comment_opens", "count(*) FILTER (WHERE event = 'comment_open')"),
+    Metric("comments_read", "count(*) FILTER (WHERE event = 'comment_read')", ("comment", "reads")),
+    Metric("comment_likes", "count(*) FILTER (WHERE event = 'comment_like')", ("comment", "likes")),
+    Metric("comment_posts", "count(*) FILTER (WHERE event = 'comment_post')"),
+    Metric("sessions", "count(DISTINCT session_id)", session_model=True),
+    Metric("active_days", "count(DISTINCT floor(ts / 86400))"),
+)
+STANDARD_MEANS: dict[str, str] = {m.name: m.sql for m in CATALOGUE}
 # name -> (numerator metric, denominator metric): a ratio of sums over each arm's users
 STANDARD_RATIOS: dict[str, tuple[str, str]] = {
     "ctr": ("plays", "impressions"),

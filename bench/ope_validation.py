@@ -32,7 +32,8 @@ from abtest.offline.prediction import predict  # noqa: E402
 from abtest.report import ReportConfig, build_report  # noqa: E402
 from abtest.render import to_json  # noqa: E402
 from abtest.offline.feedback import read_feedback  # noqa: E402
-from pipeline import logged_requests, offline_targets, resolve_policy, response_models, session_fits  # noqa: E402
+from pipeline import (logged_requests, offline_targets, offline_units, resolve_policy, response_models,  # noqa: E402
+                      session_fits)
 from simulator import SimConfig, simulate  # noqa: E402
 from simulator.counterfactual import LoggedRequests  # noqa: E402
 from simulator.experiment import run_experiment, world_config  # noqa: E402
@@ -198,8 +199,8 @@ def main() -> None:
                 significant = truth["p_value"] is not None and truth["p_value"] < truth["alpha"]
                 for est in estimators:
                     base, held = est.removesuffix(HOLD), est.endswith(HOLD)
-                    (m,) = predict(logged, replays[control], replays[treatment], n_users=fb.n_users,
-                                   n_days=fb.n_days, preview=fb.meta["comment_preview"],
+                    (m,) = predict(logged, replays[control], replays[treatment], units=offline_units(fb),
+                                   preview=fb.meta["comment_preview"],
                                    metrics=(METRIC,), estimator=base, response_model=response_model,
                                    bootstrap=args.bootstrap, sessions=None if held else fits)
                     lo, hi = m.rel_ci

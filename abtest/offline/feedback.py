@@ -323,7 +323,7 @@ def read_feedback(path) -> Feedback:
     i_rid = _ints(imp, IMPRESSIONS, "request_id")
     pos = _ints(imp, IMPRESSIONS, "position")
     item = _ints(imp, IMPRESSIONS, "item_id")
-    prop = _floats(imp, IMPRESSIONS, "propensity", finite=False)
+    prop = _floats(imp, IMPRESSIONS, "propensity", nullable=True, finite=False)
     bad = ~np.isfinite(prop)
     if bad.any():
         raise InputError(f"{IMPRESSIONS}: propensity is missing or not finite for request {i_rid[bad][0]} position {pos[bad][0]}")
@@ -404,10 +404,6 @@ def read_feedback(path) -> Feedback:
         marg, pre, sts = np.ones(shape), np.full(shape, math.nan), np.full(shape, math.nan)
         ii, jj = local[at[sel]], pos[sel]
         items_[ii, jj], marg[ii, jj], pre[ii, jj], sts[ii, jj] = item[sel], prop[sel], prefix[sel], shown_ts[sel]
-        gaps = (items_ < 0) & (np.cumsum(items_[:, ::-1] >= 0, axis=1)[:, ::-1] > 0)
-        if gaps.any():
-            r = rid[rows[np.flatnonzero(gaps.any(axis=1))[0]]]
-            raise InputError(f"{IMPRESSIONS}: request {r} skips a position (positions must run 0, 1, 2, ... without gaps)")
         rew = {}
         o_sel = np.isin(at[o_at], rows)
         for c, values in reward_values.items():

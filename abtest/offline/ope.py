@@ -216,6 +216,25 @@ def slate_ips(rewards, logging_p, target_p, *, mask=None, self_normalize: bool =
     return _finish(terms, ess_weights, unsupported, alpha, clusters, flags)
 
 
+def slate_snips(rewards, logging_p, target_p, *, mask=None, alpha: float = 0.05, clusters=None) -> Estimate:
+    """Position-wise IPS over the mean weight of the logged impressions: with a_i = Σ_j w_ij r_ij,
+    b_i = Σ_j w_ij and m the mean number of impressions per request, V = mean(a) / (mean(b) / m), the
+    delta method's terms V + (a_i − V b_i / m) / B. One position per request: Σ w r / Σ w, obp's SNIPS."""
+    r = np.asarray(rewards, dtype=np.float64)
+    mask = np.ones(r.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    p0 = np.where(mask, logging_p, 1.0)
+    w = np.where(mask, _weights(p0, np.where(mask, target_p, 0.0)), 0.0)
+    a, b = (w * np.where(mask, r, 0.0)).sum(axis=1), w.sum(axis=1)
+    unsupported = unsupported_mass(p0, np.asarray(target_p, dtype=np.float64))[mask]
+    ess_weights = b / np.maximum(mask.sum(axis=1), 1)
+    m = mask.sum() / max(len(a), 1)
+    B = float(b.mean() / m) if len(b) and m > 0 else 0.0
+    if B <= 0:
+        return _finish(np.full(len(a), math.nan), ess_weights, unsupported, alpha, clusters, ("no_weight",))
+    value = float(a.mean() / B)
+    return _finish(value + (a - value * b / m) / B, ess_weights, unsupported, alpha, clusters)
+
+
 def independent_ips(rewards, logging_marginal, target_marginal, **kw) -> Estimate:
     return slate_ips(rewards, logging_marginal, target_marginal, **kw)
 

@@ -41,25 +41,51 @@ from typing import Mapping, NamedTuple
 import numpy as np
 from scipy.stats import norm
 
-from . import cascade, ope
+from . import ope
 from . import sessions as session_model
 from ..errors import InputError
+from ..metrics_sql import CATALOGUE
+from .estimators import DEFAULT as DEFAULT_ESTIMATOR
+from .estimators import ESTIMATORS, Inputs
 
-# metric of the A/B report -> (kind of request, logged reward); None: no per-request reward
-METRICS: dict[str, tuple[str, str] | None] = {
-    "comment_watch_time": ("comment", "read_s"),
-    "video_watch_time": ("video", "watch_s"),
-    "sessions": None,
-    "plays": ("video", "plays"),
-    "comments_read": ("comment", "reads"),
-    "comment_likes": ("comment", "likes"),
-}
+# metric of the A/B report -> (kind of request, logged reward); None: no per-request reward (the catalogue's)
+METRICS: dict[str, tuple[str, str] | None] = {m.name: m.offline for m in CATALOGUE if m.offline or m.session_model}
 DEFAULT_METRICS = ("comment_watch_time", "video_watch_time", "sessions")
-ESTIMATORS = ("cascade-dr", "cascade-ips", "dm", "model", "model-dr", "model-pdr", "model-pcm", "iips", "dr")
-DEFAULT_ESTIMATOR = "model-pcm"  # validated best against the online A/B (bench/ope_validation.py)
-# estimators whose reward model is the fitted user-response model (abtest.response_model) where it
-# models the reward, else the context-free item x position model
-MODEL_BASED = {"model": "dm", "model-dr": "cascade-dr", "model-pdr": "sn-pdr", "model-pcm": "pcm"}
+
+
+class Units(NamedTuple):
+    """How requests sum into units: with users, user-days (``n_days`` per user, clustered by user);
+    without, each request is its own unit."""
+
+    n_users: int  # 0: no users
+    n_days: int
+    n_requests: dict  # kind -> requests (the units without users)
+
+    def of(self, kind: str, users: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+        """(each request's unit, how many units, each unit's cluster)."""
+        if self.n_users:
+            n = self.n_users * self.n_days
+            return users * self.n_days + days, n, np.arange(n) // self.n_days
+        n = self.n_requests[kind]
+        return np.arange(n), n, np.arange(n)
+
+
+def resolve_metric(name: str, logged: Mapping) -> tuple[str, str] | None:
+    """A metric NAME as (kind of request, reward): the catalogue's A/B metrics, else a reward column of
+    the logs (``feed.NAME`` / ``comments.NAME`` where both surfaces have it); None: ``sessions``."""
+    if name in METRICS and (METRICS[name] is None or METRICS[name][1] in logged.get(METRICS[name][0], {}).get("rewards", {})):
+        return METRICS[name]
+    surface, dot, reward = name.rpartition(".")
+    kinds = {"feed": "video", "comments": "comment"}
+    if dot and surface in kinds and reward in logged.get(kinds[surface], {}).get("rewards", {}):
+        return kinds[surface], reward
+    found = [kind for kind, lg in logged.items() if name in lg["rewards"]]
+    if len(found) == 1:
+        return found[0], name
+    rewards = sorted({f"{'feed' if k == 'video' else 'comments'}.{r}" for k, lg in logged.items() for r in lg["rewards"]})
+    if len(found) > 1:
+        raise InputError(f"--metric {name!r}: both surfaces log it; name one: feed.{name} or comments.{name}")
+    raise InputError(f"--metric {name!r}: not a metric of these logs (their rewards: {', '.join(rewards)})")
 
 
 class Arm(NamedTuple):
@@ -107,28 +133,11 @@ def request_terms(estimator: str, log: Mapping, target: Mapping, reward: np.ndar
     (``sections``: comment requests, whose ``rewards["impressions"]`` mark the reached positions)."""
     items = np.asarray(log["items"], np.int64)
     mask = items >= 0
-    tmask = np.asarray(target["items"], np.int64) >= 0
     r = np.where(mask, np.asarray(reward, np.float64), 0.0)
-    users = np.asarray(log["user_id"])
-    kw = {"alpha": alpha, "clusters": users}
-    if estimator == "cascade-ips":
-        return cascade.cascade_ips(r, log["logging_prefix"], target["prefix"], mask=mask, preview=preview, **kw)
-    if estimator == "cascade-dr":
-        return cascade.cascade_dr(r, log["logging_prefix"], target["prefix"], q[0], q[1], mask=mask,
-                                  target_mask=tmask, preview=preview, **kw)
-    if estimator == "dm":
-        return ope.slate_dm(q[1], mask=tmask, **kw)
-    if estimator == "iips":
-        return ope.slate_ips(r, log["logging_marginal"], target["marginal"], mask=mask, **kw)
-    if estimator == "dr":
-        return ope.slate_dr(r, log["logging_marginal"], target["marginal"], q[0], q[1], mask=mask, **kw)
-    if estimator == "pcm" and sections:  # model-pcm on comment sections: the cascade model's factors
-        return cascade.cascade_model(r, np.asarray(log["rewards"]["impressions"]) > 0, log["logging_marginal"],
-                                     target["marginal"], mask=mask, preview=preview, **kw)
-    if estimator in ("sn-pdr", "pcm"):  # model-pdr's per-request form (and model-pcm's on feeds): position-wise, self-normalised
-        return ope.slate_dr(r, log["logging_marginal"], target["marginal"], q[0], q[1], mask=mask, target_mask=tmask,
-                            self_normalize=True, **kw)
-    raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    reached = np.asarray(log["rewards"]["impressions"]) > 0 if sections and "impressions" in log["rewards"] else None
+    x = Inputs(r, mask, np.asarray(target["items"], np.int64) >= 0, log["logging_marginal"], log["logging_prefix"],
+               target["marginal"], target["prefix"], q, reached, preview, sections, alpha, np.asarray(log["user_id"]))
+    return ESTIMATORS[estimator].run(x)
 
 
 def reward_model_predictions(log: Mapping, targets: list[Mapping], reward: np.ndarray,
@@ -140,10 +149,26 @@ def reward_model_predictions(log: Mapping, targets: list[Mapping], reward: np.nd
     positions = np.broadcast_to(np.arange(K), (n, K))
     folds = np.broadcast_to((np.asarray(log["user_id"]) % 2)[:, None], (n, K))
     r = np.where(mask, np.asarray(reward, np.float64), 0.0)
-    queries = [(items, positions, folds)] + [(np.asarray(t["items"], np.int64), positions, folds) for t in targets]
+    queries = [(items, positions, folds)]
+    for t in targets:
+        if "distribution" in t:  # every candidate at every position: q̂ of all, weighted by the target's probabilities
+            cands, probs = t["distribution"]  # [n, C] item ids (−1 padding), [n, K, C]
+            C = cands.shape[1]
+            queries.append((np.repeat(cands[:, None, :], K, axis=1).reshape(n, K * C),
+                            np.repeat(np.arange(K), C)[None, :].repeat(n, axis=0), np.repeat(folds[:, :1], K * C, axis=1)))
+        else:
+            queries.append((np.asarray(t["items"], np.int64), positions, folds))
     q = ope.cross_fit(items[mask], positions[mask], r[mask], folds[mask], queries, prior_strength)
     q_logged = np.where(mask, q[0], 0.0)
-    return [(q_logged, np.where(np.asarray(t["items"]) >= 0, qt, 0.0)) for t, qt in zip(targets, q[1:])]
+    out = []
+    for t, qt in zip(targets, q[1:]):
+        if "distribution" in t:
+            cands, probs = t["distribution"]
+            qt = (np.where(cands[:, None, :] >= 0, qt.reshape(n, K, -1), 0.0) * probs).sum(axis=2)
+            out.append((q_logged, np.where(mask, qt, 0.0)))
+        else:
+            out.append((q_logged, np.where(np.asarray(t["items"]) >= 0, qt, 0.0)))
+    return out
 
 
 def _per_unit(est: ope.Estimate, units: np.ndarray, n_units: int, unit_user: np.ndarray, alpha: float) -> ope.Estimate:
@@ -157,34 +182,34 @@ def _arm(est: ope.Estimate, unit_est: ope.Estimate) -> Arm:
 
 def predict(
     logged: Mapping[str, Mapping], control: Mapping[str, Mapping], treatment: Mapping[str, Mapping], *,
-    n_users: int, n_days: int, preview: int, metrics=DEFAULT_METRICS, estimator: str = DEFAULT_ESTIMATOR,
+    units: Units, preview: int, metrics=DEFAULT_METRICS, estimator: str = DEFAULT_ESTIMATOR,
     alpha: float = 0.05, response_model=None, bootstrap: int = 0, seed: int = 0,
     sessions: "session_model.SessionFits | None" = None,
 ) -> list[Prediction]:
-    """The predicted lift of treatment over control per unit (user-day), for each metric.
+    """The predicted lift of treatment over control per unit (user-day, or request), for each metric.
 
     ``logged[kind]``: ``items``, ``logging_marginal``, ``logging_prefix`` ([n, K]), ``user_id``, ``day``
-    ([n]) and ``rewards`` (reward → [n, K]); ``control[kind]`` / ``treatment[kind]``: the replayed
-    target's ``items``, ``marginal``, ``prefix``. ``preview``: the comment section's preview size
-    (video feeds are plain cascades). ``response_model(kind, reward, [logged, control, treatment
-    items])`` returns the fitted user-response model's [n, K] predictions for the three slates, or
-    None where it does not model that reward (the "model" estimators then use the item x position
-    model); called with ``subset=`` (request indices, with repeats) it refits on those requests.
-    ``bootstrap`` > 0: the model estimators' relative interval is the percentile interval of that
-    many cluster-bootstrap replicates (users resampled, the response model refitted on each), so
-    it carries the model's estimation error; the generator is seeded with ``seed``.
-    ``sessions``: the run's fitted session model (abtest.sessions.fit_with_bootstrap); needs the
-    video rewards ``frac`` (watch fraction) and ``watch_s`` and, for comment metrics, the composed
-    rewards. Every metric is then session-adjusted (see the module docstring), ``bootstrap`` is
-    replaced by the fits' replicates, and ``sessions`` is predicted.
+    ([n]) and ``rewards`` (reward → [n, K]); ``control[kind]`` / ``treatment[kind]``: the target's
+    ``items``, ``marginal``, ``prefix`` (and ``distribution``: (candidates [n, C], probabilities [n, K, C])
+    for a target that gives its whole distribution). ``metrics``: catalogue names or reward columns
+    (``resolve_metric``). ``preview``: the comment section's preview size (video feeds are plain
+    cascades). ``response_model(kind, reward, [logged, control, treatment items])`` returns the fitted
+    user-response model's [n, K] predictions for the three slates, or None where it does not model that
+    reward (the "model" estimators then use the item x position model); called with ``subset=``
+    (request indices, with repeats) it refits on those requests. ``bootstrap`` > 0: the model
+    estimators' relative interval is the percentile interval of that many cluster-bootstrap replicates
+    (users resampled, the response model refitted on each); the generator is seeded with ``seed``.
+    ``sessions``: the fitted session model (abtest.offline.sessions.fit_with_bootstrap); needs users, the
+    video rewards ``frac`` and ``watch_s`` and, for comment metrics, the composed rewards. Every metric
+    is then session-adjusted (see the module docstring), ``bootstrap`` is replaced by the fits'
+    replicates, and ``sessions`` is predicted.
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric {unknown[0]!r}: choose among {', '.join(METRICS)}")
-    n_units = n_users * n_days
-    unit_user = np.arange(n_units) // n_days
+    est = ESTIMATORS[estimator]
+    specs = {name: resolve_metric(name, logged) for name in metrics}
+    if sessions is not None and not units.n_users:
+        raise InputError("the session model needs users in the logs: predict with --hold-sessions")
 
     def unit_terms(kind: str, reward_name: str, subset=None):
         """Per-request estimates of both arms on one kind of request, and their per-unit sums
@@ -192,54 +217,60 @@ def predict(
         log = logged[kind]
         reward = log["rewards"][reward_name]
         users, days = np.asarray(log["user_id"], np.int64), np.asarray(log["day"], np.int64)
-        if len(users) and (users.max() >= n_users or days.max() >= n_days or users.min() < 0 or days.min() < 0):
-            raise InputError("logged requests name users or days outside the logging run")
-        units = users * n_days + days
-        base = MODEL_BASED.get(estimator, estimator)
+        if units.n_users and len(users) and (users.max() >= units.n_users or days.max() >= units.n_days
+                                             or users.min() < 0 or days.min() < 0):
+            raise InputError("logged requests name users or days outside the log's population")
+        unit, n_units, unit_cluster = units.of(kind, users, days)
+        mask = np.asarray(log["items"]) >= 0
+        if est.weights == "prefix" and any(np.isnan(np.asarray(p)[mask]).any() for p in
+                                           (log["logging_prefix"], control[kind]["prefix"], treatment[kind]["prefix"])):
+            raise InputError(f"--estimator {estimator} weighs whole prefixes, whose probabilities the logs or a target do "
+                             f"not give (a table: target gives positions only); use ips, snips, dr or model-pdr")
         q = [None, None]
         learned = None
         block = preview if kind == "comment" else 1
-        if estimator in MODEL_BASED and response_model is not None and not (base == "pcm" and kind == "comment"):
+        if est.model == "response" and response_model is not None and not (estimator == "model-pcm" and kind == "comment"):
             slates = [log["items"], control[kind]["items"], treatment[kind]["items"]]
             learned = (response_model(kind, reward_name, slates) if subset is None
                        else response_model(kind, reward_name, slates, subset=subset(users)))
         if learned is not None:
             q = [(learned[0], learned[1]), (learned[0], learned[2])]
-        elif base in ("cascade-dr", "dm", "dr", "sn-pdr") or (base == "pcm" and kind != "comment"):
+        elif est.model is not None and not (estimator == "model-pcm" and kind == "comment"):
             q = reward_model_predictions(log, [control[kind], treatment[kind]], reward)
-        per_request = [request_terms(base, log, t, reward, preview=block, q=qt, alpha=alpha, sections=kind == "comment")
-                       for t, qt in zip((control[kind], treatment[kind]), q)]
-        per_unit = [_per_unit(e, units, n_units, unit_user, alpha) for e in per_request]
-        logged_unit = np.bincount(units, weights=np.where(np.asarray(log["items"]) >= 0, reward, 0.0).sum(axis=1),
-                                  minlength=n_units)
+        per_request = [request_terms(estimator, log, t, reward, preview=block, q=qt, alpha=alpha,
+                                     sections=kind == "comment") for t, qt in zip((control[kind], treatment[kind]), q)]
+        per_unit = [_per_unit(e, unit, n_units, unit_cluster, alpha) for e in per_request]
+        logged_unit = np.bincount(unit, weights=np.where(mask, reward, 0.0).sum(axis=1), minlength=n_units)
         return per_request, per_unit, logged_unit, len(users), learned is not None
 
     if sessions is not None:
         memo = functools.lru_cache(maxsize=None)(lambda kind, reward: unit_terms(kind, reward))
-        return [_session_adjusted(name, estimator, memo, logged, sessions, n_users, n_days, alpha)
-                for name in metrics]
+        return [_session_adjusted(name, specs[name], estimator, memo, logged, sessions, units.n_users, units.n_days,
+                                  alpha) for name in metrics]
     out = []
     for name in metrics:
-        spec = METRICS[name]
+        spec = specs[name]
         if spec is None:
             nan2 = (math.nan, math.nan)
+            n_units = units.n_users * units.n_days
             out.append(Prediction(name, estimator, None, None, math.nan, nan2, math.nan, nan2, math.nan, n_units, 0,
                                   ("not_identified",)))
             continue
         kind, reward_name = spec
         per_request, (c_unit, t_unit), _, n_req, learned = unit_terms(kind, reward_name)
+        n_units, unit_cluster = len(c_unit.terms), units.of(kind, np.zeros(0, np.int64), np.zeros(0, np.int64))[2]
         downstream = f"comment_{reward_name}"
-        composed = kind == "comment" and downstream in logged.get("video", {}).get("rewards", {})
+        composed = kind == "comment" and units.n_users and downstream in logged.get("video", {}).get("rewards", {})
         video = unit_terms("video", downstream) if composed else None
         boot_ci = None
         if bootstrap > 0 and learned:
-            boot_ci = _bootstrap_ci(lambda sub: unit_terms(kind, reward_name, sub)[1], video, n_users, n_days,
-                                    bootstrap, seed, alpha)
+            boot_ci = _bootstrap_ci(lambda sub: unit_terms(kind, reward_name, sub)[1], video, units.n_users,
+                                    units.n_days, bootstrap, seed, alpha)
         if composed:
-            pred = _composed(name, estimator, per_request, (c_unit, t_unit), video, unit_user, n_units, n_req, alpha)
+            pred = _composed(name, estimator, per_request, (c_unit, t_unit), video, unit_cluster, n_units, n_req, alpha)
             out.append(pred if boot_ci is None else _with_interval(pred, boot_ci))
             continue
-        diff = ope.lift(t_unit, c_unit, alpha=alpha, clusters=unit_user)
+        diff = ope.lift(t_unit, c_unit, alpha=alpha, clusters=unit_cluster)
         se = (diff.abs_ci[1] - diff.abs_effect) / ope.z_value(alpha) if math.isfinite(diff.abs_ci[1]) else math.nan
         p = float(2 * norm.sf(abs(diff.abs_effect) / se)) if se > 0 else math.nan
         flags = tuple(sorted({f for e in per_request for f in e.flags}))
@@ -324,7 +355,7 @@ def _composed(name, estimator, comment_requests, comment_units, video, unit_user
 
 
 # ------------------------------------------------------------------------------------------------
-def _session_adjusted(name, estimator, unit_terms, logged, fits, n_users: int, n_days: int, alpha: float) -> Prediction:
+def _session_adjusted(name, spec, estimator, unit_terms, logged, fits, n_users: int, n_days: int, alpha: float) -> Prediction:
     """One metric's prediction with the session model: value per user-day = per-request value ×
     (model impressions per user-day under the arm) / (under the logging policy). The arms'
     per-impression engagement (watch fraction, comment read seconds, seconds) is the per-request
@@ -336,7 +367,6 @@ def _session_adjusted(name, estimator, unit_terms, logged, fits, n_users: int, n
     if "frac" not in logged["video"]["rewards"]:
         raise InputError("the session-adjusted prediction needs the video reward 'frac' (watch fraction per impression)")
     has_reads = "comment_read_s" in logged["video"]["rewards"] and "read_s" in logged.get("comment", {}).get("rewards", {})
-    spec = METRICS[name]
     composed = spec is not None and spec[0] == "comment" and f"comment_{spec[1]}" in logged["video"]["rewards"]
     needed = {"frac": ("video", "frac"), "watch": ("video", "watch_s")}
     if has_reads:

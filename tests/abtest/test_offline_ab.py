@@ -46,7 +46,7 @@ def synthetic(rng, n_users: int, n_days: int = 2):
 
 def run(rng, estimator: str, n_users: int = 300):
     logged, c, t = synthetic(rng, n_users)
-    (m,) = offline_ab.predict(logged, c, t, n_users=n_users, n_days=2, preview=P, metrics=("comment_watch_time",),
+    (m,) = offline_ab.predict(logged, c, t, units=offline_ab.Units(n_users, 2, {}), preview=P, metrics=("comment_watch_time",),
                               estimator=estimator)
     return m
 
@@ -54,7 +54,7 @@ def run(rng, estimator: str, n_users: int = 300):
 def test_per_unit_values_and_a_policy_against_itself():
     rng = np.random.default_rng(0)
     logged, c, _ = synthetic(rng, 50)
-    (m,) = offline_ab.predict(logged, c, c, n_users=50, n_days=2, preview=P, metrics=("comment_watch_time",),
+    (m,) = offline_ab.predict(logged, c, c, units=offline_ab.Units(50, 2, {}), preview=P, metrics=("comment_watch_time",),
                               estimator="cascade-ips")
     # the per-unit mean is the sum of the per-request terms over all 100 user-days
     w = c["comment"]["prefix"] / logged["comment"]["logging_prefix"]
@@ -67,17 +67,17 @@ def test_per_unit_values_and_a_policy_against_itself():
 
 def test_unknown_metric_or_estimator_or_foreign_users_raise():
     logged, c, t = synthetic(np.random.default_rng(1), 10)
-    with pytest.raises(ValueError, match="unknown metric"):
-        offline_ab.predict(logged, c, t, n_users=10, n_days=2, preview=P, metrics=("clicks",))
+    with pytest.raises(ValueError, match="not a metric of these logs"):
+        offline_ab.predict(logged, c, t, units=offline_ab.Units(10, 2, {}), preview=P, metrics=("clicks",))
     with pytest.raises(ValueError, match="estimator must be"):
-        offline_ab.predict(logged, c, t, n_users=10, n_days=2, preview=P, estimator="magic", metrics=("comment_watch_time",))
-    with pytest.raises(ValueError, match="outside the logging run"):
-        offline_ab.predict(logged, c, t, n_users=5, n_days=2, preview=P, metrics=("comment_watch_time",))
+        offline_ab.predict(logged, c, t, units=offline_ab.Units(10, 2, {}), preview=P, estimator="magic", metrics=("comment_watch_time",))
+    with pytest.raises(ValueError, match="outside the log.s population"):
+        offline_ab.predict(logged, c, t, units=offline_ab.Units(5, 2, {}), preview=P, metrics=("comment_watch_time",))
 
 
 def test_sessions_are_not_identified_by_weights():
     logged, c, t = synthetic(np.random.default_rng(2), 10)
-    (m,) = offline_ab.predict(logged, c, t, n_users=10, n_days=2, preview=P, metrics=("sessions",))
+    (m,) = offline_ab.predict(logged, c, t, units=offline_ab.Units(10, 2, {}), preview=P, metrics=("sessions",))
     assert m.flags == ("not_identified",) and math.isnan(m.rel_effect) and m.control is None
 
 
@@ -125,7 +125,7 @@ def test_model_pcm_difference_interval_covers_under_the_click_model():
                               "user_id": user, "day": np.zeros(len(user), np.int64),
                               "rewards": {"read_s": r, "impressions": reached.astype(float)}}}
         c, t = ({"comment": {"items": slates, "marginal": m[slates, pos], "prefix": np.ones(r.shape)}} for m in marg)
-        (m,) = offline_ab.predict(logged, c, t, n_users=n_users, n_days=1, preview=preview,
+        (m,) = offline_ab.predict(logged, c, t, units=offline_ab.Units(n_users, 1, {}), preview=preview,
                                   metrics=("comment_watch_time",), estimator="model-pcm")
         covered.append(m.rel_ci[0] <= truth <= m.rel_ci[1])
         est.append(m.rel_effect)
