@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-slow bench clean chromium
+.PHONY: demo test test-slow bench clean chromium obd
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -17,6 +17,19 @@ $(STAMP): pyproject.toml | $(PY)
 	@$(PY) -m pip install torch==2.13.0 >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@$(PY) -m pip install -e '.[test]' >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
 	@touch $(STAMP)
+
+# obp 0.5.7's source distribution holds the Open Bandit Dataset sample and BTS's prior (tests/abtest/test_obd.py,
+# bench/obd.py): fetched once from the package index (obp itself is never installed here: its pins need Python < 3.11).
+OBP_SDIST := $(VENV)/obp-sdist
+export OBP_SDIST_DIR := $(abspath $(OBP_SDIST))/obp-0.5.7
+$(OBP_SDIST)/.ready: | $(PY)
+	@echo "fetching obp 0.5.7's source distribution (the Open Bandit Dataset sample) into $(OBP_SDIST)"
+	@$(PY) -m pip download --no-deps --ignore-requires-python obp==0.5.7 -d $(OBP_SDIST) > $(VENV)/obp-sdist.log 2>&1 \
+	  || (cat $(VENV)/obp-sdist.log; exit 1)
+	@tar xzf $(OBP_SDIST)/obp-0.5.7.tar.gz -C $(OBP_SDIST)
+	@touch $@
+
+obd: $(OBP_SDIST)/.ready
 
 # The HTML report's browser test renders it in Debian's chromium: installed here when missing.
 # Without apt-get (or when it fails) one line says so, and that test skips with the reason.
@@ -35,13 +48,13 @@ demo: $(STAMP)
 	$(PY) bench/update_readme.py --demo runs/demo
 
 # one pytest-xdist worker per core; a test file stays on one worker (its module fixtures are built once)
-test: $(STAMP) chromium
+test: $(STAMP) chromium obd
 	$(PY) -m pytest -n auto --dist loadfile
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) obd
 	$(PY) -m pytest -m slow
 
-bench: $(STAMP)
+bench: $(STAMP) obd
 	$(PY) bench/run_all.py
 	$(PY) bench/update_readme.py
 

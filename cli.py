@@ -335,6 +335,27 @@ def data_import_recbole(
     console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
+@data_app.command("import-obd")
+@handles_input_errors
+def data_import_obd(
+    folder: Path = typer.Argument(..., help="One Open Bandit Dataset folder, POLICY/CAMPAIGN (e.g. obd/random/all: CAMPAIGN.csv and item_context.csv)."),
+    out: Path = typer.Option(..., "--out", help="Feedback directory to write (the logged-feedback format), with policies/random.parquet and policies/bts.parquet."),
+    prior: Optional[Path] = typer.Option(None, "--prior", help="BTS's production prior, obp's prior_bts.yaml (default: the one of the obp package the folder is in)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Import an Open Bandit Dataset folder (ZOZOTOWN, logged by the random or the BTS policy) as logged
+    feedback for `lsvcr abtest offline`, with both policies as table: targets.
+
+    Example: lsvcr data import-obd .venv/obp-sdist/obp-0.5.7/obp/dataset/obd/random/all --out runs/obd-random-all
+    """
+    from abtest.offline.obd import import_obd
+
+    r = import_obd(folder, out, prior=prior, overwrite=overwrite)
+    console.print(f"{r.rows:,} rows, {r.clicks} clicks (click rate {r.click_rate:.3%}), campaign {r.campaign}, "
+                  f"{r.n_items} items, logged by {r.logging_policy}; wrote {r.out}; policy tables: "
+                  + ", ".join(f"table:{p}" for p in r.tables.values()), highlight=False, soft_wrap=True)
+
+
 def render_metrics(result: dict) -> None:
     from rich.table import Table
 
