@@ -5,7 +5,8 @@ simulate.py (bare simpy), abtest.py (tea-tasting 1.14), sr_train.py (RecBole 1.2
 abtest_run.py (the popularity arm), scale.py (embedded DuckDB vs Spark local[2] on 10M users; one process vs Ray with 2 shards on
 20,000 users x 1 day; about 4 min on 2 shared CPUs), ope_validation.py
 (the offline A/B prediction against the online A/B of the same pair; short mode: 300-user worlds),
-align_speed.py (stage 1's CPU levers against the plain path on the default world; ~10 min). `make bench`
+align_speed.py (stage 1's CPU levers against the plain path on the default world; ~10 min), obd.py (our
+ips/snips/dr against obp 0.5.7's on the Open Bandit Dataset sample; its own obp venv, ~1 min after the first). `make bench`
 runs this; bench/align_study.py (a full stage-1 epoch against none, 3 seeds: hours) runs apart.
 
     python bench/run_all.py [--only simulate,abtest] [--quick]
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "scale": (["scale.py"], ["scale.py", "--users", "1000000"]),
     "ope_validation": (["ope_validation.py", "--quick", "--users", "300"], ["ope_validation.py", "--quick", "--seeds", "0", "--users", "200"]),
     "align_speed": (["align_speed.py"], ["align_speed.py", "--micro-batches", "1"]),
+    "obd": (["obd.py"], ["obd.py"]),
 }
 
 
