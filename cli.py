@@ -737,18 +737,19 @@ def abtest_offline(
     out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Write here (atomically) instead of stdout."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
-    """Predict the A/B before launch: treatment's lift over control per user, from a logging run.
+    """Predict the A/B before launch: treatment's lift over control per unit, from logged feedback.
 
-    Both policies are replayed on every logged request; a slate estimator (by default the user-response
-    models fitted on the logs, corrected by position-wise importance weights, self-normalised per
-    position) values each request, and requests are summed per user-day. A
-    session model fitted on the same logs (a time budget that enjoyed videos and read comments
-    refund; a return gap that a satisfying session shortens) scales each policy's value by how much
-    longer and more often it keeps users, and predicts sessions. The lift comes with its own interval
-    (both arms on the same logs; a user bootstrap). `--format json` prints a `metrics`
-    list shaped like `lsvcr abtest report --format json`, so the two can be compared by a script.
+    Both policies are served every logged request as it was logged (a team's own logs in the feedback
+    format, or a simulation's feedback/); an estimator values each request and requests are summed per
+    user-day (per request in logs without users). By default the user-response models fitted on the
+    logs, corrected by position-wise importance weights, value each request, and a session model
+    fitted on the same logs scales each policy's value by how much longer and more often it keeps
+    users. The lift comes with its own interval (both arms on the same logs). `--format json` prints a
+    `metrics` list shaped like `lsvcr abtest report --format json`.
 
     Example: lsvcr abtest offline --logs runs/explore --control popularity --treatment oracle
+
+    Your own logs: lsvcr abtest offline --logs LOGS --control logged --treatment table:FILE --metric click --estimator snips
     """
     import io
     import json

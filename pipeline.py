@@ -4,10 +4,12 @@ options, calls one function here and renders what it returns; nothing here impor
 * policies   ``resolve_policy`` / ``check_policy_spec``: a SPEC (built-in, NAME@T, KIND:MODEL_DIR) → a
              simulator policy (trained models through ``lsvcr.policy``)
 * A/B run    ``run_ab``: a pre-period and an experiment on a simulated world (``simulator.experiment``)
-* offline    ``offline_prediction`` (→ ``OfflinePrediction``): both policies replayed on a logging run
-             (``simulator.replay``), the A/B predicted off-policy (``abtest.offline_ab``), with the
-             user-response models of ``response_models`` (feed, comment section) and the session model
-             of ``session_fits`` (abtest.sessions); ``offline_vs_online`` sets it beside the online A/B
+* offline    ``offline_prediction`` (→ ``OfflinePrediction``): a feedback log read once
+             (``abtest.offline.feedback``), both policies served its requests (``offline_targets``:
+             ``simulator.counterfactual``, or ``abtest.offline.policies`` for table: files), the A/B
+             predicted off-policy (``abtest.offline.prediction``), with the user-response models of
+             ``response_models`` and the session model of ``session_fits``; ``offline_vs_online`` sets it
+             beside the online A/B
 * demo       ``run_demo`` (→ ``DemoResult``): simulate → dataset → train → evaluate → offline → A/B →
              report → ``demo_summary``, showing each stage through a ``Display``
 

@@ -21,12 +21,8 @@ render.py      table / JSON / Markdown / HTML and the forest plot (computes noth
 decision.py    ship / don't ship from a report, with the reasons
 errors.py      InputError, the one exception for bad user input (the CLI maps it to exit code 2)
 
-Off-policy, before launch (`lsvcr abtest offline`):
-ope.py            item and slate estimators (IPS, SNIPS, DM, DR, position-wise), cross-fitted reward model
-cascade.py        cascade IPS / DR with the comment preview as one block
-response_model.py user-response models fitted on the logs: the comment section and the video feed
-sessions.py       the session model fitted on the logs: time budget (how long) and return gap (how soon)
-offline_ab.py     the prediction: treatment vs control per user-day, its interval, session-adjusted
+offline/       off-policy comparison before launch (`lsvcr abtest offline`), from logged feedback:
+               its own map in offline/__init__.py
 
 Configs: a single step's options sit beside that step (ReportConfig in report.py), as in every package.
 Never imports torch, lsvcr or simulator.

@@ -149,7 +149,7 @@ class SimConfig:
     popularity_decay: float = 0.5  # recent plays = decay * recent + plays of the day
     shard_wait_s: float = 3600.0  # how long a shard waits for the others at a day boundary
     batch_tick_s: float = 30.0  # batching policies are served every tick (no simulated latency: see engine)
-    log_slates: bool = False  # write slates.parquet (every request's slate, propensities, candidates)
+    log_slates: bool = False  # write feedback/ (every request's slate, propensities, candidates, outcomes)
 
     def __post_init__(self) -> None:
         for name in ("days", "video_slate_size", "comment_slate_size"):

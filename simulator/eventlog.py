@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from .schema import EVENT_TYPES, EVENTS, PERIODS, SLATE_KINDS, SLATES
+from .schema import EVENT_TYPES, EVENTS, PERIODS
 
 # Row layout written by the engine.
 COLUMNS = ("user_id", "ts", "session_id", "period", "variant", "event", "video_id", "comment_id",
@@ -33,7 +33,7 @@ def session_logger(rows: list, user: int, session_id: int, period: int, variant:
 
 
 class SlateRow(NamedTuple):
-    """One policy request as logged for off-policy evaluation (a row of SLATES)."""
+    """One policy request as logged for off-policy evaluation (simulator/feedback.py writes them)."""
 
     request_id: int
     user_id: int
@@ -88,32 +88,4 @@ def to_table(arrays: dict[str, np.ndarray], variants: list[str]) -> pa.Table:
             nullable(a["request_id"], a["request_id"] < 0, pa.int64()),
         ],
         schema=EVENTS,
-    )
-
-
-def slates_table(slates: list[SlateRow]) -> pa.Table:
-    """The engine's logged policy requests, sorted by request id (user-major, then time)."""
-    slates = sorted(slates, key=lambda row: row[0])
-    cols = list(zip(*slates)) if slates else [()] * len(SlateRow._fields)
-
-    def lists(col, kind):
-        return pa.array([np.asarray(x).tolist() for x in col], type=pa.list_(kind))
-
-    kinds = np.asarray(cols[4], dtype=np.int8)
-    video = np.asarray(cols[5], dtype=np.int64)
-    return pa.table(
-        [
-            pa.array(cols[0], pa.int64()),
-            pa.array(cols[1], pa.int64()),
-            pa.array(cols[2], pa.int64()),
-            pa.array(cols[3], pa.float64()),
-            pa.DictionaryArray.from_arrays(pa.array(kinds), pa.array(list(SLATE_KINDS))),
-            pa.array(video, pa.int64(), mask=video < 0),
-            lists(cols[6], pa.int64()),
-            lists(cols[7], pa.float64()),
-            lists(cols[8], pa.float64()),
-            pa.array([np.asarray(x).tolist() if k == 0 else None for x, k in zip(cols[9], kinds)],
-                     type=pa.list_(pa.int64())),
-        ],
-        schema=SLATES,
     )

@@ -39,29 +39,43 @@ SURFACE = {SLATE_KINDS.index("video"): "feed", SLATE_KINDS.index("comment"): "co
 
 
 def write_feedback(folder: Path, truth: Path, config: SimConfig, world: World, comments: CommentStore,
-                   arrays: dict[str, np.ndarray], slates: list[tuple], policy: str | None) -> None:
-    """The run's feedback directory into ``folder`` and the oracle's scores into ``truth``."""
+                   arrays: dict[str, np.ndarray], slates: list[tuple], policy: str | None,
+                   shard: tuple[int, int] | None = None) -> None:
+    """The run's feedback directory into ``folder`` and the oracle's scores into ``truth``. A shard of a
+    sharded run writes its users' rows as ``NAME.parquet/shard-i-of-n.parquet`` (a Parquet dataset the
+    reader reads whole); the items and meta.json are every shard's same bytes."""
+    import atomic
+
     slates = sorted(slates, key=lambda row: row[0])
     rid = np.array([s.request_id for s in slates], np.int64)
     kind = np.array([s.kind for s in slates], np.int8)
     ev = _events(arrays, rid)
     folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_requests(slates, rid, kind), folder / "requests.parquet")
-    pq.write_table(_impressions(slates, ev), folder / "impressions.parquet")
-    pq.write_table(_outcomes(slates, rid, kind, ev, config.comment_slate_size), folder / "outcomes.parquet")
-    pq.write_table(_items(world, comments), folder / "items.parquet")
-    pq.write_table(_sessions(arrays), folder / "sessions.parquet")
+
+    def write(table: pa.Table, name: str, where: Path = folder) -> None:
+        if shard is None:
+            pq.write_table(table, where / name)
+        else:
+            with atomic.writing(where / name / f"shard-{shard[0]}-of-{shard[1]}.parquet", parents=True) as tmp:
+                pq.write_table(table, tmp)
+
+    write(_requests(slates, rid, kind), "requests.parquet")
+    write(_impressions(slates, ev), "impressions.parquet")
+    write(_outcomes(slates, rid, kind, ev, config.comment_slate_size), "outcomes.parquet")
+    write(_sessions(arrays), "sessions.parquet")
+    with atomic.writing(folder / "items.parquet") as tmp:
+        pq.write_table(_items(world, comments), tmp)
     b = config.behaviour
     meta = {"format": FORMAT, "version": VERSION, "logging_policy": policy, "units": config.world.n_users,
             "days": config.days, "start_ts": 0.0, "comment_preview": b.comment_preview,
             "slate_sizes": {"feed": config.video_slate_size, "comments": config.comment_slate_size},
             "session": {"cap": b.max_impressions, "min_gap_s": b.min_gap_s}, "seed": config.behaviour_seed,
             "source": "lsvcr simulate (its manifest.json is the run's config)"}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    atomic.write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
     truth.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"request_id": pa.array(rid, pa.int64()),
-                             "oracle": pa.array([np.asarray(s.oracle, np.float64) for s in slates],
-                                                pa.list_(pa.float64()))}), truth / ORACLE_FILE)
+    write(pa.table({"request_id": pa.array(rid, pa.int64()),
+                    "oracle": pa.array([np.asarray(s.oracle, np.float64) for s in slates], pa.list_(pa.float64()))}),
+          ORACLE_FILE, truth)
 
 
 def _events(arrays: dict[str, np.ndarray], rid: np.ndarray) -> dict[str, np.ndarray]:

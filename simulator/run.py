@@ -29,7 +29,7 @@ import atomic
 from .config import SimConfig
 from .engine import CommentStore, DayDelta, Platform, Post
 from .errors import InputError
-from .eventlog import slates_table, to_arrays, to_table
+from .eventlog import to_arrays, to_table
 from .feedback import FEEDBACK_DIR, write_feedback
 from .explore import EpsilonGreedy, Softmax
 from .policy import OraclePolicy, Policy, PopularityPolicy, RandomPolicy
@@ -191,15 +191,12 @@ def execute(
             manifest = {"config": config.to_dict(), "seed": config.seed, **manifest, "shards": shard[1],
                         "versions": versions()}
             comments_table = _comments_table(platform.comments)
-            if platform.slates is not None:
-                extra_tables = {**(extra_tables or {}), "slates.parquet": slates_table(platform.slates)}
             i, n = shard
             with atomic.writing(out / "events" / f"shard-{i}-of-{n}.parquet", parents=True) as p:
                 pq.write_table(events, p)
-            slates = (extra_tables or {}).pop("slates.parquet", None)
-            if slates is not None:
-                with atomic.writing(out / "slates" / f"shard-{i}-of-{n}.parquet", parents=True) as p:
-                    pq.write_table(slates, p)
+            if platform.slates is not None:  # this shard's users' feedback, beside the other shards'
+                write_feedback(out / FEEDBACK_DIR, out / "truth", config, world, platform.comments, arrays,
+                               platform.slates, summary["policy"], shard=shard)
             atomic.write_text(out / "summary" / f"shard-{i}-of-{n}.json", json.dumps(summary, indent=1), parents=True)
             atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=1))
             with tempfile.TemporaryDirectory(prefix=f".world-{i}-", dir=out) as tmp:
@@ -227,8 +224,6 @@ def write_run(
     summary["policy"] = manifest.get("policy", _label(names))
     manifest = {"config": config.to_dict(), "seed": config.seed, **manifest, "shards": shards, "versions": versions()}
     tables = {"events.parquet": to_table(arrays, variants), **(extra_tables or {})}
-    if slates is not None:
-        tables["slates.parquet"] = slates_table(slates)
     write_tables(world, workdir, _comments_table(comments), comments)
     for name, table in tables.items():
         pq.write_table(table, workdir / name)

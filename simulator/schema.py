@@ -6,7 +6,8 @@ A run directory holds:
 * ``comments.parquet`` — COMMENTS   (every comment at the end of the run, posted ones included)
 * ``users.parquet``    — USERS      (observable user features)
 * ``events.parquet``   — EVENTS     (one row per event; ``events/`` partitions for sharded runs)
-* ``slates.parquet``   — SLATES     (logging runs only: every policy request, for off-policy evaluation)
+* ``feedback/``        — logging runs only: every policy request with its candidates, propensities and
+  outcomes, in the toolkit's logged-feedback format (simulator/feedback.py writes it)
 * ``truth/``           — latent state no model may read: ``topics.json``, ``video_truth.parquet``,
   ``comment_truth.parquet``, ``user_truth.parquet``
 * ``manifest.json``, ``summary.json``
@@ -40,7 +41,7 @@ class Event(IntEnum):
 
 EVENT_TYPES = tuple(e.name for e in Event)
 PERIODS = ("pre", "experiment")
-SLATE_KINDS = ("video", "comment")  # the SLATES ``kind`` column's values, in code order
+SLATE_KINDS = ("video", "comment")  # SlateRow.kind's values, in code order
 
 EVENTS = pa.schema(
     [
@@ -64,24 +65,6 @@ EVENTS = pa.schema(
         # the policy request whose slate showed this item: user_id * 2**24 + k (null on session rows);
         # comment rows and comment_open point at the comment request made after the play
         pa.field("request_id", pa.int64()),
-    ]
-)
-
-# One row per policy request (written by logging runs, ``log_slates``): what an off-policy
-# estimator needs besides the event log. Comment requests' candidates are the video's comments
-# visible that day (comments.parquet rows with created_ts < the day's start), so they are not stored.
-SLATES = pa.schema(
-    [
-        pa.field("request_id", pa.int64(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
-        pa.field("session_id", pa.int64(), nullable=False),
-        pa.field("ts", pa.float64(), nullable=False),
-        pa.field("kind", pa.dictionary(pa.int8(), pa.string()), nullable=False),  # video | comment
-        pa.field("video_id", pa.int64()),  # the video whose comments were ranked (comment requests)
-        pa.field("items", pa.list_(pa.int64()), nullable=False),  # shown ids, in order
-        pa.field("propensities", pa.list_(pa.float64()), nullable=False),
-        pa.field("prefix_propensities", pa.list_(pa.float64()), nullable=False),
-        pa.field("candidates", pa.list_(pa.int64())),  # video requests only
     ]
 )
 

@@ -218,8 +218,8 @@ def locate(path) -> Path:
 
 
 def _table(folder: Path, name: str, required: bool = True) -> pa.Table | None:
-    path = folder / name
-    if not path.is_file():
+    path = folder / name  # a file, or a folder of Parquet files (a sharded simulation's)
+    if not path.exists():
         if required:
             raise InputError(f"{path}: missing (a feedback directory needs {REQUESTS}, {IMPRESSIONS} and {OUTCOMES})")
         return None

@@ -50,16 +50,14 @@ seconds, 0.85 with reads and 0.20 with likes, and a first-passage likelihood att
 regressor. So for a target whose comments are far better than the logger's, session length is
 under-predicted (the oracle's 82 impressions per session predicted as about 46 there).
 
-Pure NumPy/SciPy over a run's Parquet files; never imports torch, lsvcr or simulator.
+Pure NumPy/SciPy over a feedback log (abtest.offline.feedback); never imports torch, lsvcr or simulator.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from scipy import optimize, special, stats
 
 from ..errors import InputError
@@ -143,55 +141,6 @@ def from_feedback(fb) -> SessionLog:
     ended = s.ended[order] & (counts < int(cfg["cap"]))
     return SessionLog(s.user[order], s.start[order], s.end[order], ended, counts, np.clip(frac, 0.0, 1.0), read,
                       fb.n_days * DAY_S, int(cfg["cap"]), float(cfg["min_gap_s"]))
-
-
-def read_sessions(run_dir: Path, *, days: int, cap: int, min_gap_s: float) -> SessionLog:
-    """The sessions of a run directory's events.parquet (or events/ partitions), with each
-    impression's watch fraction (play seconds over the video's duration, videos.parquet)."""
-    run = Path(run_dir)
-    path = run / "events.parquet" if (run / "events.parquet").is_file() else run / "events"
-    columns = ["ts", "user_id", "session_id", "event", "video_id", "value"]
-    try:
-        table = pq.read_table(path, columns=columns)
-        videos = pq.read_table(run / "videos.parquet", columns=["video_id", "duration_s"])
-    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InputError(f"{run}: cannot read the events and videos for the session model ({exc})") from None
-    duration = np.zeros(int(videos.column("video_id").to_numpy().max()) + 1 if videos.num_rows else 0)
-    duration[videos.column("video_id").to_numpy()] = videos.column("duration_s").to_numpy()
-    ev = table.column("event").combine_chunks()
-    if hasattr(ev, "dictionary"):
-        names = np.asarray(ev.dictionary.to_pylist(), dtype=object)[ev.indices.to_numpy(zero_copy_only=False)]
-    else:
-        names = np.asarray(ev.to_pylist(), dtype=object)
-    sid = table.column("session_id").to_numpy()
-    order = np.lexsort((np.arange(len(sid)), sid))  # a session's rows in logged order
-    sid, names = sid[order], names[order]
-    ts = table.column("ts").to_numpy()[order]
-    user = table.column("user_id").to_numpy()[order]
-    value = table.column("value").to_numpy()[order]
-    video = table.column("video_id").to_numpy(zero_copy_only=False)[order]
-    first = np.r_[True, sid[1:] != sid[:-1]]
-    session = np.cumsum(first) - 1
-    S = int(session[-1]) + 1 if len(session) else 0
-    is_imp = names == "impression"
-    counts = np.bincount(session, weights=is_imp, minlength=S).astype(np.int64)
-    imp_global = np.cumsum(is_imp) - 1
-    offset = np.r_[0, np.cumsum(counts)[:-1]]
-    at = imp_global - offset[session]  # the latest impression's index within its session
-    width = max(int(counts.max()) if S else 1, 1)
-    frac = np.zeros((S, width))
-    read = np.zeros((S, width))
-    play = (names == "play") & (at >= 0)
-    vid = np.nan_to_num(video[play], nan=0).astype(np.int64)
-    frac[session[play], at[play]] = value[play] / np.maximum(duration[vid], 1e-9)
-    rd = (names == "comment_read") & (at >= 0)
-    np.add.at(read, (session[rd], at[rd]), value[rd])
-    start = ts[first]
-    end = np.maximum.reduceat(ts, np.flatnonzero(first)) if S else np.zeros(0)
-    has_end = np.bincount(session, weights=names == "session_end", minlength=S) > 0
-    ended = has_end & (counts < cap)
-    return SessionLog(user[first], start, end, ended, counts, np.clip(frac, 0.0, 1.0), read, days * DAY_S, int(cap),
-                      float(min_gap_s))
 
 
 # ------------------------------------------------------------------------------------------------

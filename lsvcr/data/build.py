@@ -20,16 +20,15 @@ Definitions (every threshold is a ``BuildConfig`` field):
   never contain that user's validation/test targets of either task (those videos are removed).
 * ``comment_list`` of each video: its comments by like count (desc), then age.
 
-* **Logged comment slates** (runs logged by a stochastic policy, i.e. with ``slates.parquet``): for
+* **Logged comment slates** (runs logged by a stochastic policy, i.e. with a ``feedback/`` log): for
   each val/test comment example, every comment request of that (user, video) with at least one
   positive (a like or a read of >= ``long_read_s``; requests without one add nothing to an IPS
   estimate): the shown comments in order, their exact marginal propensities P_log(comment at
-  position j), the positives, and the candidates the logger ranked (the video's comments created
-  before the day of the request, the day its engine processed it, plus anything shown). Written as
+  position j), the positives, and the candidates the logger ranked, as logged. Written as
   ``comm_slates.{val,test}.json`` (see layout.py) for ``lsvcr evaluate --protocol ips``.
 
 Only the observable files are read: ``videos.parquet``, ``comments.parquet``, ``events.parquet``
-(or ``events/``), ``slates.parquet`` where present; never ``truth/``.
+(or ``events/``), ``feedback/`` where present; never ``truth/``.
 """
 from __future__ import annotations
 
@@ -44,7 +43,6 @@ import atomic
 from lsvcr.data.layout import Dataset, Examples, LoggedSlates, write_dataset
 from lsvcr.errors import InputError
 
-DAY_S = 86400.0  # the simulator's day (simulator.engine.DAY_S): comments posted on a day are visible from the next
 
 
 @dataclass(frozen=True)
@@ -110,54 +108,47 @@ def _read_run(run: Path, cfg: BuildConfig):
 
 def _logged_comment_slates(run: Path, cfg: BuildConfig, wanted: dict[tuple[int, int], tuple[str, int]],
                            cidx: dict[int, int]) -> dict[str, LoggedSlates]:
-    """split -> the logged comment requests of ``wanted`` {(user, video id): (split, example index)}."""
+    """split -> the logged comment requests of ``wanted`` {(user, video id): (split, example index)}, read
+    from the run's feedback log (``feedback/``, the format of abtest.offline.feedback): each section's
+    logged candidates, shown comments with their propensities, and which positions were positive (a
+    like, or a read of at least ``long_read_s``)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = run / "slates.parquet"
-    if not path.is_file() or not wanted:
+    folder = run / "feedback"
+    if not (folder / "requests.parquet").is_file() or not wanted:
         return {}
     try:
-        t = pq.read_table(path, columns=["request_id", "user_id", "ts", "kind", "video_id", "items", "propensities"])
+        req = pq.read_table(folder / "requests.parquet", columns=["request_id", "user_id", "surface", "video_id", "candidates"])
+        imp = pq.read_table(folder / "impressions.parquet", columns=["request_id", "position", "item_id", "propensity"])
+        out = pq.read_table(folder / "outcomes.parquet", columns=["request_id", "item_id", "likes", "read_s"])
     except (OSError, ValueError, KeyError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        raise InputError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
-    t = t.take(np.argsort(t.column("request_id").to_numpy(), kind="stable"))
-    rid, user, ts = (t.column(c).to_numpy() for c in ("request_id", "user_id", "ts"))
-    is_comment = np.array([k == "comment" for k in t.column("kind").to_pylist()], bool)
-    video = t.column("video_id").to_numpy(zero_copy_only=False)
-    parent = np.maximum.accumulate(np.where(is_comment, 0, np.arange(len(rid))))  # the video request it follows
-    day_start = np.floor(ts[parent] / DAY_S) * DAY_S
-    keep = [i for i in np.flatnonzero(is_comment) if (int(user[i]), int(video[i])) in wanted]
+        raise InputError(f"{folder}: cannot read the logged comment sections ({str(e).splitlines()[0]})") from None
+    req = req.filter(pc.equal(req.column("surface"), "comments"))
+    rid, user, video = (req.column(c).to_numpy() for c in ("request_id", "user_id", "video_id"))
+    order = np.argsort(rid, kind="stable")
+    keep = [i for i in order if (int(user[i]), int(video[i])) in wanted]
     if not keep:
         return {}
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    ev, coms = _events_source(run), _require(run, "comments.parquet")
-    try:
-        pos = con.execute(
-            f"SELECT DISTINCT request_id, position FROM read_parquet('{ev}') WHERE CAST(event AS VARCHAR) = 'comment_like' "
-            f"OR (CAST(event AS VARCHAR) = 'comment_read' AND value >= {cfg.long_read_s})").fetchnumpy()
-        c = con.execute(f"SELECT comment_id, video_id, created_ts FROM read_parquet('{coms}')").fetchnumpy()
-    except duckdb.Error as e:
-        raise InputError(f"{run}: cannot read the logged slates ({str(e).splitlines()[0]})") from None
-    positive = {}
-    for r, j in zip(pos["request_id"], pos["position"]):
-        positive.setdefault(int(r), set()).add(int(j))
-    by_video: dict[int, list[tuple[float, int]]] = {}
-    for cid, v, created in zip(c["comment_id"], c["video_id"], c["created_ts"]):
-        by_video.setdefault(int(v), []).append((float(created), int(cid)))
-    items, props = t.column("items").to_pylist(), t.column("propensities").to_pylist()
+    positive_pairs = out.filter(pc.or_(pc.greater(out.column("likes"), 0), pc.greater_equal(out.column("read_s"), cfg.long_read_s)))
+    positive = set(zip(positive_pairs.column("request_id").to_pylist(), positive_pairs.column("item_id").to_pylist()))
+    imp = imp.take(np.lexsort((imp.column("position").to_numpy(), imp.column("request_id").to_numpy())))
+    i_rid = imp.column("request_id").to_numpy()
+    i_item, i_prop = imp.column("item_id").to_numpy(), imp.column("propensity").to_numpy()
+    cands = req.column("candidates").to_pylist()
     cols: dict[str, dict[str, list]] = {}
     for i in keep:
-        hits = positive.get(int(rid[i]), set())
-        if not hits:
+        r = int(rid[i])
+        lo, hi = np.searchsorted(i_rid, r, "left"), np.searchsorted(i_rid, r, "right")
+        shown_ids = i_item[lo:hi].tolist()
+        hits = [(r, c) in positive for c in shown_ids]
+        if not any(hits):
             continue
         split, n = wanted[(int(user[i]), int(video[i]))]
-        shown = np.array([cidx[int(x)] for x in items[i]], np.int64)
-        visible = {cidx[cid] for created, cid in by_video.get(int(video[i]), []) if created < day_start[i]}
-        cand = np.array(sorted(visible | set(shown.tolist())), np.int64)
+        shown = np.array([cidx[int(x)] for x in shown_ids], np.int64)
+        cand = np.array(sorted({cidx[int(c)] for c in cands[i]} | set(shown.tolist())), np.int64)
         col = cols.setdefault(split, {k: [] for k in ("example", "request_id", "candidates", "shown", "propensity", "positive")})
-        for k, x in zip(col, (n, int(rid[i]), cand, shown, np.asarray(props[i], np.float64),
-                              np.isin(np.arange(len(shown)), sorted(hits)))):
+        for k, x in zip(col, (n, r, cand, shown, i_prop[lo:hi].astype(np.float64), np.array(hits, bool))):
             col[k].append(x)
     return {split: LoggedSlates(np.array(col["example"], np.int64), np.array(col["request_id"], np.int64),
                                 col["candidates"], col["shown"], col["propensity"], col["positive"])

@@ -83,9 +83,17 @@ def test_no_sessions_is_a_clear_error():
         S.fit(log)
 
 
-def test_unreadable_run_is_a_clear_error(tmp_path):
-    with pytest.raises(S.InputError, match="cannot read"):
-        S.read_sessions(tmp_path, days=1, cap=CAP, min_gap_s=600.0)
+def test_a_log_without_sessions_is_a_clear_error(tmp_path):
+    import pyarrow as pa
+
+    from abtest.offline.feedback import read_feedback, write_feedback
+
+    requests = pa.table({"request_id": [1], "ts": [0.0], "surface": ["feed"], "user_id": [0],
+                         "candidates": pa.array([[7, 8]], pa.list_(pa.int64()))})
+    impressions = pa.table({"request_id": [1], "position": [0], "item_id": [7], "propensity": [0.5]})
+    write_feedback(tmp_path / "logs", requests, impressions, pa.table({"request_id": [1], "item_id": [7], "click": [1.0]}), {})
+    with pytest.raises(S.InputError, match="the session model needs sessions.parquet"):
+        S.from_feedback(read_feedback(tmp_path / "logs"))
 
 
 def test_the_likelihood_gradient_is_the_derivative():

@@ -141,7 +141,7 @@ def test_end_to_end_popularity_on_logged_slates(logged_world):
 def test_dataset_without_logged_propensities_is_a_one_line_input_error(logged_world, tmp_path):
     run, _ = logged_world
     plain = tmp_path / "run"
-    shutil.copytree(run, plain, ignore=shutil.ignore_patterns("slates.parquet"))  # as a deterministic run writes
+    shutil.copytree(run, plain, ignore=shutil.ignore_patterns("feedback"))  # as a deterministic run writes
     r = CliRunner().invoke(app, ["data", "build", str(plain), "--out", str(tmp_path / "data")])
     assert r.exit_code == 0, r.output
     assert not list((tmp_path / "data").glob("comm_slates.*"))

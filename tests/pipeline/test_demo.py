@@ -15,7 +15,7 @@ def test_demo_quick(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    for name in ("world/events.parquet", "world/slates.parquet", "data/photo.json", "models/sasrec/model.safetensors",
+    for name in ("world/events.parquet", "world/feedback/requests.parquet", "data/photo.json", "models/sasrec/model.safetensors",
                  "models/lsvcr/model.safetensors", "models/lsvcr/text_embeddings.safetensors", "offline_eval.json",
                  "offline_ab.json", "ab/events.parquet", "ab/assignment.parquet", "report.json", "report.md",
                  "report.html", "summary.md"):

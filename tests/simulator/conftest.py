@@ -20,8 +20,8 @@ def runs(tmp_path_factory):
     """Shared runs: three policies on the same 500-user world (1 day), and an exploring run."""
     tmp = tmp_path_factory.mktemp("sim")
     out = {}
-    for policy in ("random", "popularity", "oracle"):
-        out[policy] = run(tmp, policy, policy, n_users=500, days=1, seed=3)
+    for policy in ("random", "popularity", "oracle"):  # each with its feedback log (the session model reads it)
+        out[policy] = run(tmp, policy, policy, n_users=500, days=1, seed=3, log_slates=True)
     out["explore"] = run(tmp, "explore", "popularity", n_users=200, days=2, seed=5, explore=0.2)
     return out
 

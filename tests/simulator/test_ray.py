@@ -40,7 +40,9 @@ def same_files(a, b, names=SAME):
 def test_ray_run_writes_the_one_process_files_byte_for_byte(tmp_path, whole, shards):
     out = tmp_path / "ray"
     summary = simulate(SimConfig().replace(**KW), out, "popularity", explore=0.2, on_ray=RayOptions(shards=shards))
-    assert all(same_files(whole, out, SAME + ("slates.parquet",)).values())
+    feedback = tuple(f"feedback/{name}" for name in ("requests.parquet", "impressions.parquet", "outcomes.parquet",
+                                                       "items.parquet", "sessions.parquet", "meta.json"))
+    assert all(same_files(whole, out, SAME + feedback + ("truth/oracle_scores.parquet",)).values())
     assert not (out / "_exchange").exists() and not list(tmp_path.glob(".ray.partial-*"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["shards"] == shards and manifest["ray"]["shards"] == shards

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from abtest.offline import sessions as S
+from abtest.offline.feedback import read_feedback
 from simulator import SimConfig
 
 B = SimConfig().behaviour
 
 
 def session_log(path):
-    return S.read_sessions(path, days=1, cap=B.max_impressions, min_gap_s=B.min_gap_s)
+    return S.from_feedback(read_feedback(path))
 
 
 @pytest.fixture(scope="module")
