@@ -13,6 +13,8 @@ ope.py             item and slate estimators, intervals, the cross-fitted item x
 cascade.py         cascade IPS / DR and the cascade click model (the comment preview as one block)
 response_model.py  user-response models fitted on the logs: the comment section and the video feed
 sessions.py        the session model fitted on the logs: time budget (how long) and return gap (how soon)
+obd.py             the Open Bandit Dataset (ZOZOTOWN; obp's sample) as a feedback log, with its random and
+                   BTS policies as table: files (BTS's as obp's BernoulliTS computes it)
 prediction.py      the prediction: treatment vs control per unit (user-day, or request), its interval,
                    session-adjusted; metrics from the catalogue (abtest/metrics_sql.py) or the logs' rewards
 
