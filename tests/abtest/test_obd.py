@@ -78,6 +78,14 @@ def test_the_import_round_trips_the_source_csv(tmp_path, policy, campaign):
     assert items == list(range(A))
 
 
+def test_the_same_folder_gives_the_same_bytes(tmp_path):
+    a = obd.import_obd(OBD / "random" / "men", tmp_path / "a", n_sim=1000).out
+    b = obd.import_obd(OBD / "random" / "men", tmp_path / "b", n_sim=1000).out
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert len(files) == 7 and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
 @pytest.fixture(scope="module")
 def bts_men(tmp_path_factory):
     """bts/men imported through the CLI with the defaults (100,000 draws, seed 12345)."""
