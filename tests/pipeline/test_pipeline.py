@@ -57,7 +57,6 @@ def test_good_policy_specs_pass_the_check():
 @pytest.mark.parametrize("kwargs, message", [
     ({"estimator": "magic"}, "--estimator 'magic'"),
     ({"alpha": 1.5}, r"--alpha must be in \(0, 1\)"),
-    ({"metrics": ["clicks"]}, "--metric 'clicks'"),
     ({"bootstrap": -1}, "--bootstrap must be >= 0"),
     ({"bootstrap": 1}, "needs at least 2 replicates"),
     ({"bootstrap": 0}, "needs --hold-sessions"),  # the session model's interval is a bootstrap
