@@ -193,7 +193,9 @@ def logged_requests(fb) -> dict:
     out = {}
     for name, s in fb.surfaces.items():
         shown = s.items >= 0
-        out[KINDS[name]] = {"kind": KINDS[name], "request_id": s.request_id, "user_id": s.user, "day": s.day,
+        # ``user_id`` clusters the intervals and folds the cross-fitted reward model: without users, each request
+        cluster = s.user if fb.has_users else np.arange(len(s), dtype=np.int64)
+        out[KINDS[name]] = {"kind": KINDS[name], "request_id": s.request_id, "user_id": cluster, "day": s.day,
                             "items": s.items, "logging_marginal": s.marginal,
                             "logging_prefix": np.where(shown, s.prefix, 1.0), "rewards": dict(s.rewards)}
     feed = fb.surfaces.get("feed")

@@ -68,7 +68,9 @@ for run in args["runs"]:
         behavior_policy=evaluated, campaign=campaign, data_path=args["data_path"])
     bf = obd.obtain_batch_bandit_feedback()
     action_dist = np.tile(single, (bf["n_rounds"], 1, 1))
-    q = np.tile(np.load(run["q_hat"])[None], (bf["n_rounds"], 1, 1))  # [n, items, positions]
+    saved = np.load(run["q_hat"])  # our q̂ per request: its request_id (the CSV's index) and [items, positions]
+    row = {int(r): k for k, r in enumerate(saved["request_id"])}
+    q = saved["q"][[row[int(r)] for r in obd.data.index]]  # obp's rounds: the CSV sorted by timestamp (not stably)
     ope = OffPolicyEvaluation(bandit_feedback=bf, ope_estimators=[
         InverseProbabilityWeighting(), SelfNormalizedInverseProbabilityWeighting(), DoublyRobust()])
     values = ope.estimate_policy_values(action_dist=action_dist, estimated_rewards_by_reg_model=q)
@@ -117,22 +119,23 @@ def lsvcr(*args) -> str:
     return sh([exe, *args], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout
 
 
-def our_reward_model(logs: Path) -> np.ndarray:
-    """[items, positions] q̂ of our dr on LOGS: the item x position model, cross-fitted on folds of users
-    as abtest.offline.prediction.reward_model_predictions fits it (no users: one fold, fitted on all)."""
+def our_reward_model(logs: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(request ids, [requests, items, positions] q̂) of our dr on LOGS: the item x position model
+    cross-fitted on two folds, as abtest.offline.prediction.reward_model_predictions fits it (logs without
+    users: each request its own cluster, folds by its place in the log's order, pipeline.logged_requests)."""
     from abtest.offline import ope
     from abtest.offline.feedback import read_feedback
 
     s = read_feedback(logs).surfaces["feed"]
     n, K = s.items.shape
     mask = s.items >= 0
-    folds = np.broadcast_to((s.user % 2)[:, None], (n, K))
-    assert len(np.unique(folds)) == 1, "a log with users has one model per fold"
+    fold = np.arange(n) % 2
     A = int(s.cand_flat.max()) + 1
-    grid = (np.repeat(np.arange(A), K)[None, :], np.tile(np.arange(K), A)[None, :], np.full((1, A * K), folds[0, 0]))
-    (q,) = ope.cross_fit(s.items[mask], np.broadcast_to(np.arange(K), (n, K))[mask], s.rewards["click"][mask],
-                         folds[mask], [grid])
-    return q.reshape(A, K)
+    grids = [(np.repeat(np.arange(A), K)[None, :], np.tile(np.arange(K), A)[None, :], np.full((1, A * K), f)) for f in (0, 1)]
+    q = ope.cross_fit(s.items[mask], np.broadcast_to(np.arange(K), (n, K))[mask], s.rewards["click"][mask],
+                      np.broadcast_to(fold[:, None], (n, K))[mask], grids)
+    table = np.stack([qf.reshape(A, K) for qf in q])  # [fold, items, positions]
+    return s.request_id, table[fold]
 
 
 def on_policy(logs: Path):
@@ -173,8 +176,9 @@ def main() -> None:
             out = WORK / f"{logs}-{campaign}"
             lsvcr("data", "import-obd", data / logs / campaign, "--out", out, "--overwrite")
             truths[(logs, campaign)] = on_policy(out)
-            q_path = WORK / f"qhat-{logs}-{campaign}.npy"
-            np.save(q_path, our_reward_model(out))
+            q_path = WORK / f"qhat-{logs}-{campaign}.npz"
+            request_id, q = our_reward_model(out)
+            np.savez(q_path, request_id=request_id, q=q)
             runs.append({"logs": logs, "evaluated": OTHER[logs], "campaign": campaign, "q_hat": str(q_path)})
             for est in OBP_NAMES:
                 res = json.loads(lsvcr("abtest", "offline", "--logs", out, "--control", "logged", "--treatment",

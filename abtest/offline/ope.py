@@ -280,18 +280,24 @@ def slate_dr(rewards, logging_p, target_p, q_logged, q_target, *, mask=None, tar
 
 
 def lift(estimate: Estimate, baseline: Estimate, *, alpha: float = 0.05, clusters=None) -> Lift:
-    """Absolute and relative difference of two estimates on the same requests, with CIs."""
+    """Absolute and relative difference of two estimates on the same requests, with CIs. The relative
+    interval is the delta method's on the log of the ratio (as the A/B report's): it never reaches −100%;
+    where either value is not positive, on the ratio itself."""
     z = z_value(alpha)
     d = estimate.terms - baseline.terms
     abs_effect = float(d.mean()) if len(d) else math.nan
     half = z * standard_error(d, clusters)
-    b = baseline.value
+    b, a = baseline.value, estimate.value
     if not b or not math.isfinite(b):
         return Lift(abs_effect, (abs_effect - half, abs_effect + half), math.nan, (math.nan, math.nan))
-    ratio = estimate.value / b
-    rel_half = z * standard_error((estimate.terms - ratio * baseline.terms) / b, clusters)
-    return Lift(abs_effect, (abs_effect - half, abs_effect + half), ratio - 1.0,
-                (ratio - 1.0 - rel_half, ratio - 1.0 + rel_half))
+    ratio = a / b
+    if a > 0 and b > 0:
+        log_half = z * standard_error(estimate.terms / a - baseline.terms / b, clusters)
+        rel_ci = (math.exp(math.log(ratio) - log_half) - 1.0, math.exp(math.log(ratio) + log_half) - 1.0)
+    else:
+        rel_half = z * standard_error((estimate.terms - ratio * baseline.terms) / b, clusters)
+        rel_ci = (ratio - 1.0 - rel_half, ratio - 1.0 + rel_half)
+    return Lift(abs_effect, (abs_effect - half, abs_effect + half), ratio - 1.0, rel_ci)
 
 
 # ----------------------------------------------------------------------------------------------
